@@ -1,0 +1,166 @@
+package fsm
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"sync"
+)
+
+// SnapshotFormat is the format version of snapshots this build writes.
+const SnapshotFormat = 1
+
+// Snapshot is the serialized form of a whole State: what a Raft snapshot and `troop snapshot
+// save` contain.
+type Snapshot struct {
+	Format int    `json:"format"`
+	Index  uint64 `json:"index"`
+	Table
+	Health map[string]map[string]RealHealth `json:"health,omitempty"`
+}
+
+// Result is the outcome of applying one log entry.
+type Result struct {
+	Index uint64
+	// Changed lists the services whose state the entry changed, in order.
+	Changed []string
+	// Err is non-nil when the entry was refused; the state is then unchanged.
+	Err error
+}
+
+// FSM is the replicated state machine. Apply, Restore and Snapshot are called by one goroutine
+// (the cluster's apply loop); View and Prepare may be called from any goroutine at any time.
+type FSM struct {
+	log *slog.Logger
+
+	mu sync.RWMutex
+	// st is guarded by mu; apply replaces the values in its maps instead of modifying them,
+	// so copies made by freeze stay valid without the lock.
+	st *State
+}
+
+// New returns an empty state machine.
+func New(log *slog.Logger) *FSM {
+	return &FSM{log: log, st: newState()}
+}
+
+// Apply decodes and applies the log entry at index. It never panics on bad input: an entry of an
+// unknown type, a newer version, or one that fails validation against the current state is
+// refused with a logged error, and the state stays as it was (but for the applied index).
+// Every replica refuses the same entries, so they stay identical.
+func (f *FSM) Apply(index uint64, data []byte) Result {
+	res := Result{Index: index}
+	f.mu.Lock()
+	c, err := DecodeCommand(data)
+	if err == nil {
+		var ch *change
+		if ch, err = f.st.prepare(c); err == nil {
+			f.st.commit(ch)
+			res.Changed = ch.changed
+		}
+	}
+	f.st.index = index
+	f.mu.Unlock()
+	if err != nil {
+		res.Err = err
+		level := slog.LevelWarn
+		if errors.Is(err, ErrUnknownCommand) || errors.Is(err, ErrNewerVersion) {
+			level = slog.LevelError
+		}
+		f.log.Log(context.Background(), level, "log entry refused", "op", "apply", "index", index, "err", err)
+	}
+	return res
+}
+
+// Prepare normalizes c and validates it against the current local state, so that a bad command
+// is refused before it is proposed. The local state may lag the leader's; Apply validates again.
+func (f *FSM) Prepare(c *Command) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	_, err := f.st.prepare(c)
+	return err
+}
+
+// View returns the current state, frozen: later applies do not change it.
+func (f *FSM) View() *State {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.freeze()
+}
+
+// Restore replaces the state with a snapshot read from r.
+func (f *FSM) Restore(r io.Reader) error {
+	snap, err := ReadSnapshot(r)
+	if err != nil {
+		return err
+	}
+	st := newState()
+	ch, err := st.prepareReplace(&snap.Table, snap.Health)
+	if err != nil {
+		return fmt.Errorf("restore snapshot at index %d: %w", snap.Index, err)
+	}
+	st.commit(ch)
+	st.index = snap.Index
+	f.mu.Lock()
+	f.st = st
+	f.mu.Unlock()
+	return nil
+}
+
+// Snapshot returns the whole state in serializable form.
+func (st *State) Snapshot() Snapshot {
+	s := Snapshot{Format: SnapshotFormat, Index: st.index, Table: st.Table()}
+	for name, inner := range st.health {
+		if len(inner) == 0 {
+			continue
+		}
+		if s.Health == nil {
+			s.Health = map[string]map[string]RealHealth{}
+		}
+		s.Health[name] = maps.Clone(inner)
+	}
+	return s
+}
+
+// WriteTo writes the state as a snapshot. Equal states write equal bytes.
+func (st *State) WriteTo(w io.Writer) (int64, error) {
+	bw := bufio.NewWriter(w)
+	cw := &countingWriter{w: bw}
+	if err := json.NewEncoder(cw).Encode(st.Snapshot()); err != nil {
+		return cw.n, fmt.Errorf("write snapshot at index %d: %w", st.index, err)
+	}
+	return cw.n, bw.Flush()
+}
+
+// ReadSnapshot parses a snapshot, refusing a newer format.
+func ReadSnapshot(r io.Reader) (*Snapshot, error) {
+	var snap Snapshot
+	dec := json.NewDecoder(bufio.NewReader(r))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&snap); err != nil {
+		return nil, fmt.Errorf("read snapshot: %w", err)
+	}
+	if snap.Format > SnapshotFormat {
+		return nil, fmt.Errorf("read snapshot: format %d, this build reads up to %d: %w", snap.Format, SnapshotFormat, ErrNewerVersion)
+	}
+	if snap.Format < 1 {
+		return nil, fmt.Errorf("read snapshot: missing or bad format %d", snap.Format)
+	}
+	return &snap, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,363 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// State is the replicated table at one log index. A *State obtained from FSM.View or
+// FSM.Snapshot is frozen: the FSM never modifies it again, so readers need no lock. Its
+// services are shared with later states, so callers must not modify what the accessors return.
+type State struct {
+	index    uint64
+	services map[string]*Service
+	groups   map[string]*VIPGroup
+	// health maps service name → real ID → committed health. Inner maps are replaced, not
+	// modified, once a frozen copy may share them.
+	health map[string]map[string]RealHealth
+}
+
+func newState() *State {
+	return &State{
+		services: map[string]*Service{},
+		groups:   map[string]*VIPGroup{},
+		health:   map[string]map[string]RealHealth{},
+	}
+}
+
+// freeze returns a copy that shares every service, group and inner health map: apply replaces
+// those values instead of changing them, so the copy stays as it is.
+func (st *State) freeze() *State {
+	return &State{
+		index:    st.index,
+		services: maps.Clone(st.services),
+		groups:   maps.Clone(st.groups),
+		health:   maps.Clone(st.health),
+	}
+}
+
+// Index is the Raft log index of the last entry applied to this state.
+func (st *State) Index() uint64 { return st.index }
+
+// ServiceNames lists every service name in order.
+func (st *State) ServiceNames() []string {
+	return slices.Sorted(maps.Keys(st.services))
+}
+
+// Service returns a copy of the named service.
+func (st *State) Service(name string) (Service, bool) {
+	s, ok := st.services[name]
+	if !ok {
+		return Service{}, false
+	}
+	return cloneService(s), true
+}
+
+// Len is the number of services.
+func (st *State) Len() int { return len(st.services) }
+
+// Health returns the committed health of a real server; State is HealthUnknown if the leader
+// never recorded one.
+func (st *State) Health(service, realID string) RealHealth {
+	if h, ok := st.health[service][realID]; ok {
+		return h
+	}
+	return RealHealth{State: HealthUnknown}
+}
+
+// Table returns a copy of the declarative table, sorted by name.
+func (st *State) Table() Table {
+	t := Table{Services: make([]Service, 0, len(st.services))}
+	for _, name := range st.ServiceNames() {
+		t.Services = append(t.Services, cloneService(st.services[name]))
+	}
+	for _, name := range slices.Sorted(maps.Keys(st.groups)) {
+		t.VIPGroups = append(t.VIPGroups, cloneGroup(st.groups[name]))
+	}
+	return t
+}
+
+func cloneService(s *Service) Service {
+	c := *s
+	c.SchedFlags = slices.Clone(s.SchedFlags)
+	c.Reals = slices.Clone(s.Reals)
+	for i := range c.Reals {
+		if w := c.Reals[i].Weight; w != nil {
+			v := *w
+			c.Reals[i].Weight = &v
+		}
+	}
+	if s.Persistence != nil {
+		p := *s.Persistence
+		c.Persistence = &p
+	}
+	if s.Check != nil {
+		ch := *s.Check
+		ch.ExpectStatus = slices.Clone(s.Check.ExpectStatus)
+		ch.Command = slices.Clone(s.Check.Command)
+		c.Check = &ch
+	}
+	if s.Fallback != nil {
+		f := *s.Fallback
+		c.Fallback = &f
+	}
+	return c
+}
+
+func cloneGroup(g *VIPGroup) VIPGroup {
+	c := *g
+	c.VIPs = slices.Clone(g.VIPs)
+	return c
+}
+
+// change is what a validated command will do to the state. Computing it reads the state;
+// committing it cannot fail, so a command is applied entirely or not at all.
+type change struct {
+	// replace swaps in whole new maps (apply_table, restore).
+	replace  bool
+	services map[string]*Service
+	groups   map[string]*VIPGroup
+	health   map[string]map[string]RealHealth
+	// upsert and remove act on single services.
+	upsert  *Service
+	remove  string
+	changed []string
+}
+
+// prepare validates c against the state and computes its effect without changing anything.
+// It normalizes c's payload in place, so the caller can propose the normalized form.
+func (st *State) prepare(c *Command) (*change, error) {
+	switch c.Op {
+	case OpUpsertService:
+		if c.Service == nil {
+			return nil, invalid("service", "", "is required")
+		}
+		s := cloneService(c.Service)
+		NormalizeService(&s)
+		if old, ok := st.services[s.Name]; ok && len(s.Reals) == 0 {
+			s.Reals = cloneService(old).Reals
+		}
+		if err := st.checkService(&s); err != nil {
+			return nil, err
+		}
+		*c.Service = cloneService(&s)
+		return &change{upsert: &s, changed: []string{s.Name}}, nil
+	case OpDeleteService:
+		if _, ok := st.services[c.Name]; !ok {
+			return nil, notFound(c.Name, "")
+		}
+		return &change{remove: c.Name, changed: []string{c.Name}}, nil
+	case OpUpsertReal:
+		if c.Real == nil {
+			return nil, invalid("real", "", "is required")
+		}
+		return st.editService(c.Name, func(s *Service) error {
+			r := *c.Real
+			normalizeReal(s, &r)
+			if i, ok := s.realIndex(r.ID()); ok {
+				s.Reals[i] = r
+			} else {
+				s.Reals = append(s.Reals, r)
+				slices.SortFunc(s.Reals, compareReal)
+			}
+			*c.Real = r
+			return nil
+		})
+	case OpDeleteReal, OpSetWeight, OpSetAdmin:
+		return st.editService(c.Name, func(s *Service) error {
+			i, ok := s.realIndex(c.RealID)
+			if !ok {
+				return notFound(c.Name, c.RealID)
+			}
+			switch c.Op {
+			case OpDeleteReal:
+				s.Reals = slices.Delete(s.Reals, i, i+1)
+			case OpSetWeight:
+				if c.Weight == nil {
+					return invalid(fmt.Sprintf("service %q real %q weight", c.Name, c.RealID), "", "is required")
+				}
+				w := *c.Weight
+				s.Reals[i].Weight = &w
+			case OpSetAdmin:
+				s.Reals[i].Admin = c.Admin
+			}
+			return nil
+		})
+	case OpRecordHealth:
+		return st.prepareHealth(c)
+	case OpApplyTable:
+		if c.Table == nil {
+			return nil, invalid("table", "", "is required")
+		}
+		return st.prepareReplace(c.Table, nil)
+	case OpRestore:
+		if c.State == nil {
+			return nil, invalid("state", "", "is required")
+		}
+		if c.State.Format > SnapshotFormat {
+			return nil, fmt.Errorf("restore snapshot format %d, this build reads up to %d: %w", c.State.Format, SnapshotFormat, ErrNewerVersion)
+		}
+		return st.prepareReplace(&c.State.Table, c.State.Health)
+	}
+	return nil, fmt.Errorf("command type %q: %w", c.Op, ErrUnknownCommand)
+}
+
+func notFound(service, realID string) *FieldError {
+	if realID == "" {
+		return &FieldError{Field: "service", Value: service, Reason: "does not exist", Kind: ErrNotFound}
+	}
+	return &FieldError{Field: fmt.Sprintf("service %q real", service), Value: realID, Reason: "does not exist", Kind: ErrNotFound}
+}
+
+// editService applies edit to a copy of the named service and validates the result.
+func (st *State) editService(name string, edit func(*Service) error) (*change, error) {
+	old, ok := st.services[name]
+	if !ok {
+		return nil, notFound(name, "")
+	}
+	s := cloneService(old)
+	if err := edit(&s); err != nil {
+		return nil, err
+	}
+	if err := ValidateService(&s); err != nil {
+		return nil, err
+	}
+	return &change{upsert: &s, changed: []string{name}}, nil
+}
+
+// checkService validates s and that no other service has its kernel key.
+func (st *State) checkService(s *Service) error {
+	if err := ValidateService(s); err != nil {
+		return err
+	}
+	key := s.Key()
+	for name, other := range st.services {
+		if name != s.Name && other.Key() == key {
+			return &FieldError{Field: fmt.Sprintf("service %q", s.Name), Value: key, Reason: fmt.Sprintf("is already served by service %q", name), Kind: ErrConflict}
+		}
+	}
+	return nil
+}
+
+func (st *State) prepareHealth(c *Command) (*change, error) {
+	ch := &change{}
+	for i, t := range c.Health {
+		if t.State != HealthUp && t.State != HealthDown {
+			return nil, invalid(fmt.Sprintf("health[%d] state", i), string(t.State), "must be up or down")
+		}
+	}
+	// Transitions for servers deleted meanwhile are dropped: the deletion won the race.
+	for _, t := range c.Health {
+		s, ok := st.services[t.Service]
+		if !ok {
+			continue
+		}
+		if _, ok := s.realIndex(t.Real); !ok {
+			continue
+		}
+		if ch.health == nil {
+			ch.health = map[string]map[string]RealHealth{}
+		}
+		inner, ok := ch.health[t.Service]
+		if !ok {
+			inner = maps.Clone(st.health[t.Service])
+			if inner == nil {
+				inner = map[string]RealHealth{}
+			}
+			ch.health[t.Service] = inner
+			ch.changed = append(ch.changed, t.Service)
+		}
+		inner[t.Real] = RealHealth{State: t.State, Reason: t.Reason, Since: c.Time}
+	}
+	slices.Sort(ch.changed)
+	return ch, nil
+}
+
+// prepareReplace validates a whole table; health, if nil, is carried over for reals that remain.
+func (st *State) prepareReplace(t *Table, health map[string]map[string]RealHealth) (*change, error) {
+	NormalizeTable(t)
+	if err := ValidateTable(t); err != nil {
+		return nil, err
+	}
+	ch := &change{replace: true, services: map[string]*Service{}, groups: map[string]*VIPGroup{}, health: map[string]map[string]RealHealth{}}
+	if health == nil {
+		health = st.health
+	}
+	for i := range t.Services {
+		s := cloneService(&t.Services[i])
+		ch.services[s.Name] = &s
+		if old, ok := st.services[s.Name]; !ok || !sameService(old, &s) {
+			ch.changed = append(ch.changed, s.Name)
+		}
+		for _, r := range s.Reals {
+			if h, ok := health[s.Name][r.ID()]; ok {
+				if ch.health[s.Name] == nil {
+					ch.health[s.Name] = map[string]RealHealth{}
+				}
+				ch.health[s.Name][r.ID()] = h
+			}
+		}
+	}
+	for name := range st.services {
+		if _, ok := ch.services[name]; !ok {
+			ch.changed = append(ch.changed, name)
+		}
+	}
+	for i := range t.VIPGroups {
+		g := cloneGroup(&t.VIPGroups[i])
+		ch.groups[g.Name] = &g
+	}
+	slices.Sort(ch.changed)
+	return ch, nil
+}
+
+// commit applies a prepared change. It replaces values rather than modifying them, so frozen
+// copies handed out earlier stay as they were.
+func (st *State) commit(ch *change) {
+	switch {
+	case ch.replace:
+		st.services, st.groups, st.health = ch.services, ch.groups, ch.health
+	case ch.upsert != nil:
+		st.services[ch.upsert.Name] = ch.upsert
+		st.pruneHealth(ch.upsert)
+	case ch.remove != "":
+		delete(st.services, ch.remove)
+		delete(st.health, ch.remove)
+	default:
+		for name, inner := range ch.health {
+			st.health[name] = inner
+		}
+	}
+}
+
+// pruneHealth forgets the health of real servers s no longer has.
+func (st *State) pruneHealth(s *Service) {
+	inner := st.health[s.Name]
+	stale := false
+	for id := range inner {
+		if _, ok := s.realIndex(id); !ok {
+			stale = true
+			break
+		}
+	}
+	if !stale {
+		return
+	}
+	kept := map[string]RealHealth{}
+	for id, h := range inner {
+		if _, ok := s.realIndex(id); ok {
+			kept[id] = h
+		}
+	}
+	st.health[s.Name] = kept
+}
+
+// sameService compares two normalized services by their encoding, which is canonical.
+func sameService(a, b *Service) bool {
+	ea, errA := json.Marshal(a)
+	eb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ea, eb)
+}
