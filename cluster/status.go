@@ -1,0 +1,48 @@
+// Package cluster runs Troop's Raft node: hashicorp/raft over TCP with raft-boltdb storage and
+// file snapshots, bootstrap and join, forwarding of writes and consistent reads to the leader,
+// leadership transfer and graceful leave. It feeds committed entries to an fsm.FSM.
+package cluster
+
+import "errors"
+
+// Role is a node's Raft state.
+type Role string
+
+// Raft roles, as hashicorp/raft names them.
+const (
+	Leader    Role = "leader"
+	Follower  Role = "follower"
+	Candidate Role = "candidate"
+	Shutdown  Role = "shutdown"
+)
+
+// Peer is one server in the Raft configuration.
+type Peer struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	// Voter is false for a non-voter that receives the log but does not vote.
+	Voter  bool `json:"voter"`
+	Leader bool `json:"leader"`
+}
+
+// Status is a node's view of the pool.
+type Status struct {
+	ID           string `json:"id"`
+	Role         Role   `json:"role"`
+	Term         uint64 `json:"term"`
+	LeaderID     string `json:"leader_id,omitempty"`
+	LeaderAddr   string `json:"leader_address,omitempty"`
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	LastIndex    uint64 `json:"last_index"`
+	Peers        []Peer `json:"peers"`
+}
+
+// Errors callers branch on.
+var (
+	// ErrNoLeader means the pool has no leader right now (an election is running or quorum is
+	// lost); the request was not applied and may be retried.
+	ErrNoLeader = errors.New("no leader")
+	// ErrUnknownPeer means a peer ID is not in the Raft configuration.
+	ErrUnknownPeer = errors.New("unknown peer")
+)
