@@ -1,0 +1,327 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/troop-lb/troop/fsm"
+)
+
+// Agent is the agent configuration file, decoded. A zero field means "not set": the caller
+// starts from its defaults (cluster.DefaultConfig, DefaultAPIAddress, DefaultRaftAddress) and
+// overlays what is set here, so that the file, flags and -dev are interchangeable sources.
+// Because zero means "not set", a file may not write a zero duration or count: it is refused
+// rather than silently ignored.
+type Agent struct {
+	// NodeID is this director's Raft server ID: 1–63 of [A-Za-z0-9._-]. Required.
+	NodeID string
+	// DataDir holds the Raft log, stable store and snapshots. Required.
+	DataDir string
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+	API      API
+	Raft     Raft
+}
+
+// API configures the HTTP API.
+type API struct {
+	// Address is the host:port to listen on; DefaultAPIAddress if empty.
+	Address string
+}
+
+// Raft configures the Raft node. Durations and counts override hashicorp/raft's defaults.
+type Raft struct {
+	// Address is the host:port the Raft TCP transport listens on; DefaultRaftAddress if empty.
+	Address string
+	// Advertise is the host:port other directors dial; the listen address if empty. It is
+	// required when Address listens on all interfaces, which peers cannot dial.
+	Advertise string
+	// BootstrapExpect makes the node wait for this many servers (found through Join) before
+	// bootstrapping. Mutually exclusive with Peers.
+	BootstrapExpect int
+	// Join lists Raft addresses of existing members to ask for admission.
+	Join []string
+	// Peers is a static bootstrap configuration that must include this node.
+	Peers []Peer
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	TrailingLogs       uint64
+}
+
+// Peer is one server of a static bootstrap configuration.
+type Peer struct {
+	ID      string
+	Address string
+}
+
+// Default listen addresses. Both are loopback so that an agent started with a minimal file
+// exposes nothing it was not told to; a pool sets raft.address (and, for 0.0.0.0,
+// raft.advertise). 9700 is the API's port and 9701 Raft's.
+const (
+	DefaultAPIAddress  = "127.0.0.1:9700"
+	DefaultRaftAddress = "127.0.0.1:9701"
+)
+
+// LogLevels lists the accepted log_level values, as slog names them.
+var LogLevels = []string{"debug", "info", "warn", "error"}
+
+// ParseAgent reads an agent configuration file and validates it (Agent.Validate). On any problem
+// it returns a zero Agent and a Diagnostics error listing them all.
+func ParseAgent(filename string, src []byte) (Agent, error) {
+	d, root := parse(filename, src)
+	if root == nil {
+		return Agent{}, d.result()
+	}
+	var a Agent
+	d.body(root, "", schema{
+		attrs: map[string]setter{
+			"node_id":   text(&a.NodeID),
+			"data_dir":  text(&a.DataDir),
+			"log_level": text(&a.LogLevel),
+		},
+		blocks: map[string]blockSpec{
+			"api": {decode: func(b *hclsyntax.Block) {
+				if d.define("api", b) {
+					d.body(b.Body, "api", schema{attrs: map[string]setter{"address": text(&a.API.Address)}})
+				}
+			}},
+			"raft": {decode: func(b *hclsyntax.Block) {
+				if d.define("raft", b) {
+					d.raft(b, &a.Raft)
+				}
+			}},
+		},
+	})
+	if len(d.diags) > 0 {
+		return Agent{}, d.result()
+	}
+	for _, err := range a.problems() {
+		d.fail(err)
+	}
+	if err := d.result(); err != nil {
+		return Agent{}, err
+	}
+	return a, nil
+}
+
+func (d *decoder) raft(b *hclsyntax.Block, r *Raft) {
+	// Zero is "not set" in Raft, so the counts start at 1 and the durations must be positive.
+	d.body(b.Body, "raft", schema{
+		attrs: map[string]setter{
+			"address":              text(&r.Address),
+			"advertise":            text(&r.Advertise),
+			"bootstrap_expect":     number(&r.BootstrapExpect, 1, math.MaxInt32),
+			"join":                 texts(&r.Join),
+			"heartbeat_timeout":    duration(&r.HeartbeatTimeout, 1),
+			"election_timeout":     duration(&r.ElectionTimeout, 1),
+			"leader_lease_timeout": duration(&r.LeaderLeaseTimeout, 1),
+			"commit_timeout":       duration(&r.CommitTimeout, 1),
+			"snapshot_threshold":   number(&r.SnapshotThreshold, 1, math.MaxUint64),
+			"snapshot_interval":    duration(&r.SnapshotInterval, 1),
+			"trailing_logs":        number(&r.TrailingLogs, 1, math.MaxUint64),
+		},
+		blocks: map[string]blockSpec{
+			"peer": {labels: []string{"id"}, decode: func(b *hclsyntax.Block) {
+				p := Peer{ID: b.Labels[0]}
+				path := "raft peer " + strconv.Quote(p.ID)
+				if !d.define(path, b) {
+					return
+				}
+				d.body(b.Body, path, schema{attrs: map[string]setter{"address": text(&p.Address)}})
+				r.Peers = append(r.Peers, p)
+			}},
+		},
+	})
+}
+
+// Validate checks what the configuration alone can tell, whatever it was built from: required
+// fields, address syntax, and the rules hashicorp/raft's ValidateConfig would otherwise only
+// report at start-up, without a line number. It returns every problem found, each a
+// *fsm.FieldError naming the field as the file spells it, joined with errors.Join.
+func (a Agent) Validate() error {
+	var errs []error
+	for _, fe := range a.problems() {
+		errs = append(errs, fe)
+	}
+	return errors.Join(errs...)
+}
+
+// nodeIDRE is the accepted node ID: Raft server IDs appear in paths, metrics and logs.
+var nodeIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,63}$`)
+
+const nodeIDRule = "must be 1–63 letters, digits, '.', '_' or '-'"
+
+// Raft's own lower limits (raft.ValidateConfig in hashicorp/raft v1.8.0).
+const (
+	raftMinTimeout       = 5 * time.Millisecond
+	raftMinCommitTimeout = time.Millisecond
+)
+
+func (a Agent) problems() []*fsm.FieldError {
+	var ps []*fsm.FieldError
+	bad := func(field, value, reason string, args ...any) {
+		ps = append(ps, &fsm.FieldError{Field: field, Value: value, Reason: fmt.Sprintf(reason, args...), Kind: fsm.ErrInvalid})
+	}
+	switch {
+	case a.NodeID == "":
+		bad("node_id", "", "is required")
+	case !nodeIDRE.MatchString(a.NodeID):
+		bad("node_id", a.NodeID, nodeIDRule)
+	}
+	if a.DataDir == "" {
+		bad("data_dir", "", "is required")
+	}
+	if a.LogLevel != "" && !slices.Contains(LogLevels, a.LogLevel) {
+		bad("log_level", a.LogLevel, "must be one of debug, info, warn, error")
+	}
+	if a.API.Address != "" {
+		if reason := hostPortProblem(a.API.Address, true); reason != "" {
+			bad("api address", a.API.Address, "%s", reason)
+		}
+	}
+
+	r := a.Raft
+	if r.Address != "" {
+		if reason := hostPortProblem(r.Address, true); reason != "" {
+			bad("raft address", r.Address, "%s", reason)
+		} else if r.Advertise == "" && listensEverywhere(r.Address) {
+			bad("raft address", r.Address, "listens on all interfaces, which peers cannot dial; set raft advertise")
+		}
+	}
+	if r.Advertise != "" {
+		if reason := hostPortProblem(r.Advertise, false); reason != "" {
+			bad("raft advertise", r.Advertise, "%s", reason)
+		}
+	}
+	if r.BootstrapExpect < 0 {
+		bad("raft bootstrap_expect", strconv.Itoa(r.BootstrapExpect), "must be at least 1")
+	}
+	if r.BootstrapExpect != 0 && len(r.Peers) > 0 {
+		bad("raft bootstrap_expect", strconv.Itoa(r.BootstrapExpect), "peer blocks and bootstrap_expect are mutually exclusive: list the peers or wait for the expected count, not both")
+	}
+	for _, j := range r.Join {
+		if reason := hostPortProblem(j, false); reason != "" {
+			bad("raft join", j, "%s", reason)
+		}
+	}
+	ps = append(ps, peerProblems(a.NodeID, r.Peers)...)
+
+	timeouts := []struct {
+		field string
+		v     time.Duration
+		min   time.Duration
+	}{
+		{"raft heartbeat_timeout", r.HeartbeatTimeout, raftMinTimeout},
+		{"raft election_timeout", r.ElectionTimeout, raftMinTimeout},
+		{"raft leader_lease_timeout", r.LeaderLeaseTimeout, raftMinTimeout},
+		{"raft commit_timeout", r.CommitTimeout, raftMinCommitTimeout},
+		{"raft snapshot_interval", r.SnapshotInterval, raftMinTimeout},
+	}
+	for _, t := range timeouts {
+		if t.v != 0 && t.v < t.min {
+			bad(t.field, t.v.String(), "must be at least %s", t.min)
+		}
+	}
+	// The cross-checks raft makes, when the file sets both sides; a default on one side is the
+	// caller's to check against.
+	if r.LeaderLeaseTimeout != 0 && r.HeartbeatTimeout != 0 && r.LeaderLeaseTimeout > r.HeartbeatTimeout {
+		bad("raft leader_lease_timeout", r.LeaderLeaseTimeout.String(), "must not exceed heartbeat_timeout %s", r.HeartbeatTimeout)
+	}
+	if r.ElectionTimeout != 0 && r.HeartbeatTimeout != 0 && r.ElectionTimeout < r.HeartbeatTimeout {
+		bad("raft election_timeout", r.ElectionTimeout.String(), "must be at least heartbeat_timeout %s", r.HeartbeatTimeout)
+	}
+	return ps
+}
+
+// peerProblems checks a static bootstrap list: valid unique IDs, dialable unique addresses (raft
+// refuses a configuration with a repeated address), and this node among them, since a node
+// that bootstraps a configuration without itself can never vote in it.
+func peerProblems(self string, peers []Peer) []*fsm.FieldError {
+	var ps []*fsm.FieldError
+	bad := func(field, value, reason string) {
+		ps = append(ps, &fsm.FieldError{Field: field, Value: value, Reason: reason, Kind: fsm.ErrInvalid})
+	}
+	ids := map[string]bool{}
+	addrs := map[string]string{}
+	for _, p := range peers {
+		path := "raft peer " + strconv.Quote(p.ID)
+		switch {
+		case !nodeIDRE.MatchString(p.ID):
+			bad("raft peer", p.ID, nodeIDRule)
+		case ids[p.ID]:
+			bad("raft peer", p.ID, "is defined twice")
+		}
+		ids[p.ID] = true
+		if p.Address == "" {
+			bad(path+" address", "", "is required")
+			continue
+		}
+		if reason := hostPortProblem(p.Address, false); reason != "" {
+			bad(path+" address", p.Address, reason)
+			continue
+		}
+		if other, dup := addrs[p.Address]; dup {
+			bad(path+" address", p.Address, "is also peer "+strconv.Quote(other)+"'s address")
+		}
+		addrs[p.Address] = p.ID
+	}
+	if len(peers) > 0 && self != "" && !ids[self] {
+		bad("raft peer", "", "must include this node (node_id "+strconv.Quote(self)+")")
+	}
+	return ps
+}
+
+// dnsNameRE loosely matches a host name: labels of letters, digits and hyphens.
+var dnsNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$`)
+
+// hostPortProblem says what is wrong with a host:port, or "". A listen address may leave the
+// host empty (all interfaces); an address others dial needs a host they can reach.
+func hostPortProblem(s string, listen bool) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "must be host:port, with an IPv6 host in brackets ([2001:db8::1]:9701)"
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return "port must be 1–65535"
+	}
+	if host == "" {
+		if listen {
+			return ""
+		}
+		return "needs a host that other directors can dial"
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if !listen && ip.IsUnspecified() {
+			return "needs a host that other directors can dial, not " + ip.String()
+		}
+		return ""
+	}
+	if !dnsNameRE.MatchString(host) {
+		return "host must be an IP address or a DNS name"
+	}
+	return ""
+}
+
+// listensEverywhere reports whether a valid listen address binds all interfaces.
+func listensEverywhere(s string) bool {
+	host, _, _ := net.SplitHostPort(s)
+	if host == "" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsUnspecified()
+}
