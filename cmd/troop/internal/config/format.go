@@ -3,6 +3,7 @@ package config
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -226,8 +227,21 @@ func setBool(b *hclwrite.Body, name string, v bool) {
 
 func setDuration(b *hclwrite.Body, name string, v, dflt fsm.Duration) {
 	if v != 0 && v != dflt {
-		b.SetAttributeValue(name, cty.StringVal(time.Duration(v).String()))
+		b.SetAttributeValue(name, cty.StringVal(formatDuration(time.Duration(v))))
 	}
+}
+
+// formatDuration writes a duration as a person would: "5m" and "1h", not Go's "5m0s" and
+// "1h0m0s". time.ParseDuration reads both.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func setAddr(b *hclwrite.Body, name string, a netip.Addr) {
