@@ -45,4 +45,11 @@ var (
 	ErrNoLeader = errors.New("no leader")
 	// ErrUnknownPeer means a peer ID is not in the Raft configuration.
 	ErrUnknownPeer = errors.New("unknown peer")
+	// ErrUnknownOutcome means a write reached the leader but its fate is unknown: leadership was
+	// lost, the leader shut down or the connection broke before the answer came. The entry may
+	// still be committed by the next leader; retry only if the command is idempotent, or read
+	// the state first.
+	ErrUnknownOutcome = errors.New("outcome unknown, the write may or may not have been committed")
+	// ErrNotRunning means the node's Run has not started yet or has returned.
+	ErrNotRunning = errors.New("node not running")
 )
