@@ -32,7 +32,9 @@ const (
 )
 
 // FieldChange is one field of a changed object. Before and After are JSON values; a nil side
-// means the field is unset (absent, or an empty string, list or object).
+// means the field is unset (an absent optional part, an empty string or an empty list). An
+// optional part that only one side has (check, persistence, fallback) is one change whose other
+// side is the whole part as a JSON object; otherwise Field names a leaf ("check.path").
 type FieldChange struct {
 	// Field is the JSON path of the field within its object: "scheduler", "check.path".
 	Field  string          `json:"field"`
@@ -229,54 +231,18 @@ func diffGroup(out []Difference, a, b *VIPGroup) []Difference {
 	return out
 }
 
-// leaf is one flattened field: its JSON path, its JSON value, and whether it is set at all (a
-// field under a nil pointer is not).
-type leaf struct {
-	path  string
-	value []byte
-	set   bool
-}
-
 // fieldChanges compares two values of the same struct type field by field, skipping the named
 // top-level fields. Walking the struct by reflection keeps the diff complete when the model grows.
 func fieldChanges[T any](a, b *T, skip ...string) []FieldChange {
-	la := flattenStruct(nil, "", reflect.ValueOf(a).Elem(), true, skip)
-	lb := flattenStruct(nil, "", reflect.ValueOf(b).Elem(), true, skip)
-	var out []FieldChange
-	// Both sides flatten the same type, so their leaves line up one to one.
-	for i := range la {
-		before, after := la[i].shown(), lb[i].shown()
-		if bytes.Equal(la[i].value, lb[i].value) || (before == nil && after == nil) {
-			continue
-		}
-		out = append(out, FieldChange{Field: la[i].path, Before: before, After: after})
-	}
-	return out
+	return compareStruct(nil, "", reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem(), skip)
 }
 
-// shown is the value a plan shows: nil for an unset field, an empty string or an empty list.
-func (l leaf) shown() json.RawMessage {
-	switch string(l.value) {
-	case `""`, "null", "[]", "{}":
-		return nil
-	}
-	if !l.set {
-		return nil
-	}
-	return l.value
-}
-
-var (
-	jsonMarshaler = reflect.TypeFor[json.Marshaler]()
-	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
-)
-
-func flattenStruct(out []leaf, prefix string, v reflect.Value, set bool, skip []string) []leaf {
-	t := v.Type()
+func compareStruct(out []FieldChange, prefix string, a, b reflect.Value, skip []string) []FieldChange {
+	t := a.Type()
 	for i := range t.NumField() {
 		sf := t.Field(i)
 		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
-		if !sf.IsExported() || name == "-" || (prefix == "" && slices.Contains(skip, name)) {
+		if !sf.IsExported() || name == "-" || slices.Contains(skip, name) {
 			continue
 		}
 		if name == "" {
@@ -285,31 +251,54 @@ func flattenStruct(out []leaf, prefix string, v reflect.Value, set bool, skip []
 		if prefix != "" {
 			name = prefix + "." + name
 		}
-		out = flattenValue(out, name, v.Field(i), set)
+		out = compareValue(out, name, a.Field(i), b.Field(i))
 	}
 	return out
 }
 
-// flattenValue appends the leaves of v. A nil pointer contributes the zero value's leaves, unset,
-// so that both sides of a comparison have the same paths.
-func flattenValue(out []leaf, path string, v reflect.Value, set bool) []leaf {
-	if v.Kind() == reflect.Pointer {
-		if v.IsNil() {
-			set = false
-			v = reflect.New(v.Type().Elem()).Elem()
-		} else {
-			v = v.Elem()
+// compareValue descends into structs that both sides have, so that a change names the field
+// that changed ("check.path"); an optional part that only one side has (a check, persistence)
+// is one change of the whole part, shown as a JSON object.
+func compareValue(out []FieldChange, path string, a, b reflect.Value) []FieldChange {
+	if a.Kind() == reflect.Pointer {
+		if a.IsNil() || b.IsNil() {
+			return appendChange(out, path, a, b)
 		}
+		a, b = a.Elem(), b.Elem()
 	}
-	if v.Kind() == reflect.Struct && !v.Type().Implements(jsonMarshaler) && !v.Type().Implements(textMarshaler) {
-		return flattenStruct(out, path, v, set, nil)
+	if a.Kind() == reflect.Struct && !a.Type().Implements(jsonMarshaler) && !a.Type().Implements(textMarshaler) {
+		return compareStruct(out, path, a, b, nil)
 	}
+	return appendChange(out, path, a, b)
+}
+
+func appendChange(out []FieldChange, path string, a, b reflect.Value) []FieldChange {
+	before, after := jsonValue(a), jsonValue(b)
+	if bytes.Equal(before, after) {
+		return out
+	}
+	return append(out, FieldChange{Field: path, Before: before, After: after})
+}
+
+// jsonValue encodes v for a plan; it is nil for what a plan shows as unset: a nil pointer, an
+// empty string or an empty list.
+func jsonValue(v reflect.Value) json.RawMessage {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v.Interface()); err != nil {
 		// The model's types all encode; show the failure rather than hide a difference.
-		return append(out, leaf{path: path, value: []byte(strconv.Quote(err.Error())), set: set})
+		return json.RawMessage(strconv.Quote(err.Error()))
 	}
-	return append(out, leaf{path: path, value: bytes.TrimSuffix(buf.Bytes(), []byte("\n")), set: set})
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	switch string(b) {
+	case `""`, "null", "[]":
+		return nil
+	}
+	return b
 }
+
+var (
+	jsonMarshaler = reflect.TypeFor[json.Marshaler]()
+	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
+)

@@ -63,27 +63,47 @@ func TestDiff(t *testing.T) {
 				return Table{Services: []Service{s}}
 			}(),
 			want: `~ service "web": scheduler "wlc" → "wrr"
-~ service "web": persistence.timeout (unset) → "5m0s"
+~ service "web": persistence (unset) → {"timeout":"5m0s"}
 ~ service "web": quiescent false → true
 `,
 		},
 		{
-			name: "add a health check shows its defaults",
+			name: "an added health check is one change, with its defaults",
 			from: Table{Services: []Service{webService()}},
 			to: func() Table {
 				s := webService()
 				s.Check = &HealthCheck{Type: "http", Path: "/healthz", ExpectStatus: []string{"200-299"}}
 				return Table{Services: []Service{s}}
 			}(),
-			want: `~ service "web": check.type (unset) → "http"
-~ service "web": check.interval (unset) → "2s"
-~ service "web": check.timeout (unset) → "1s"
-~ service "web": check.rise (unset) → 2
-~ service "web": check.fall (unset) → 2
-~ service "web": check.initial_state (unset) → "up"
-~ service "web": check.method (unset) → "GET"
-~ service "web": check.path (unset) → "/healthz"
-~ service "web": check.expect_status (unset) → ["200-299"]
+			want: `~ service "web": check (unset) → {"type":"http","interval":"2s","timeout":"1s","rise":2,"fall":2,"initial_state":"up","method":"GET","path":"/healthz","expect_status":["200-299"]}
+`,
+		},
+		{
+			name: "change within a health check names the field",
+			from: func() Table {
+				s := webService()
+				s.Check = &HealthCheck{Type: "http", Path: "/healthz", Expect: "ok"}
+				return Table{Services: []Service{s}}
+			}(),
+			to: func() Table {
+				s := webService()
+				s.Check = &HealthCheck{Type: "http", Path: "/ready", Interval: Duration(5 * time.Second)}
+				return Table{Services: []Service{s}}
+			}(),
+			want: `~ service "web": check.interval "2s" → "5s"
+~ service "web": check.path "/healthz" → "/ready"
+~ service "web": check.expect "ok" → (unset)
+`,
+		},
+		{
+			name: "remove a health check",
+			from: func() Table {
+				s := webService()
+				s.Check = &HealthCheck{Type: "tcp"}
+				return Table{Services: []Service{s}}
+			}(),
+			to:   Table{Services: []Service{webService()}},
+			want: `~ service "web": check {"type":"tcp","interval":"2s","timeout":"1s","rise":2,"fall":2,"initial_state":"up"} → (unset)
 `,
 		},
 		{
