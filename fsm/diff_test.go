@@ -102,7 +102,7 @@ func TestDiff(t *testing.T) {
 				s.Check = &HealthCheck{Type: "tcp"}
 				return Table{Services: []Service{s}}
 			}(),
-			to:   Table{Services: []Service{webService()}},
+			to: Table{Services: []Service{webService()}},
 			want: `~ service "web": check {"type":"tcp","interval":"2s","timeout":"1s","rise":2,"fall":2,"initial_state":"up"} → (unset)
 `,
 		},
