@@ -140,11 +140,15 @@ func (d *decoder) labelCount(blk *hclsyntax.Block, path string, spec blockSpec) 
 	}
 }
 
-// attribute evaluates one attribute and hands the value to its setter. Expressions are
-// evaluated without variables or functions: a table is data, not a program. null means "not
-// set", as elsewhere in HCL.
+// attribute evaluates one attribute and hands the value to its setter. null means "not set", as
+// elsewhere in HCL.
 func (d *decoder) attribute(a *hclsyntax.Attribute, field string, set setter) {
 	d.at[field] = a.SrcRange
+	if e := nonLiteral(a.Expr); e != nil {
+		d.diags.add(e.Range(), fsm.ErrInvalid, "%s: %s: must be a literal string, number, bool or list; expressions are not evaluated",
+			field, strconv.Quote(d.source(e)))
+		return
+	}
 	v, hds := a.Expr.Value(nil)
 	if hds.HasErrors() {
 		d.diags.addHCL(d.file, hds, fsm.ErrInvalid)
@@ -161,6 +165,36 @@ func (d *decoder) attribute(a *hclsyntax.Attribute, field string, set setter) {
 		}
 		d.diags.add(rng, fsm.ErrInvalid, "%s: %s: %s", field, strconv.Quote(text), bad.reason)
 	}
+}
+
+// nonLiteral returns the first part of expr that is not a literal value, or nil. Configuration
+// files are data, not programs: with no variables or functions there is nothing an expression
+// could say that a literal cannot, and evaluating arbitrary arithmetic or templates lets a file
+// make the parser format a number with a hundred million digits.
+func nonLiteral(expr hclsyntax.Expression) hclsyntax.Expression {
+	switch e := expr.(type) {
+	case *hclsyntax.LiteralValueExpr: // numbers, true, false, null
+		return nil
+	case *hclsyntax.TemplateExpr: // "a string", or a heredoc, without interpolation
+		for _, p := range e.Parts {
+			if _, ok := p.(*hclsyntax.LiteralValueExpr); !ok {
+				return e
+			}
+		}
+		return nil
+	case *hclsyntax.TupleConsExpr:
+		for _, x := range e.Exprs {
+			if bad := nonLiteral(x); bad != nil {
+				return bad
+			}
+		}
+		return nil
+	case *hclsyntax.UnaryOpExpr: // -1
+		if _, ok := e.Val.(*hclsyntax.LiteralValueExpr); ok && e.Op == hclsyntax.OpNegate {
+			return nil
+		}
+	}
+	return expr
 }
 
 // elements returns the element expressions of a list written as [a, b, ...] and records where
@@ -187,7 +221,17 @@ func (d *decoder) display(v cty.Value, expr hclsyntax.Expression) string {
 	if v.IsKnown() && !v.IsNull() && v.Type() == cty.String {
 		return v.AsString()
 	}
-	return strings.TrimSpace(string(expr.Range().SliceBytes(d.src)))
+	return d.source(expr)
+}
+
+// source is an expression as the user wrote it, without the quotes of a quoted string, which
+// the message adds back.
+func (d *decoder) source(expr hclsyntax.Expression) string {
+	s := strings.TrimSpace(string(expr.Range().SliceBytes(d.src)))
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	return s
 }
 
 // define claims path for the block blk and reports false, with a diagnostic, if an earlier block

@@ -19,9 +19,10 @@ import (
 // holds the value normalization would fill in anyway, so an imported table reads like a
 // hand-written one.
 //
-// For a valid t, ParseTable(FormatTable(t)) returns the normalized t (strings as HCL reads them,
-// i.e. in Unicode NFC, and empty lists as nil). An invalid t is written as well as it can be and
-// will not parse back.
+// For a valid t, ParseTable(FormatTable(t)) returns the normalized t, provided its strings are
+// valid UTF-8 in Unicode NFC (HCL normalizes strings to NFC and replaces invalid bytes) and its
+// empty lists are nil (the parser reads an absent list as nil). An invalid t is written as well
+// as it can be and will not parse back.
 func FormatTable(t fsm.Table) []byte {
 	t = cloneForNormalize(t)
 	fsm.NormalizeTable(&t)

@@ -73,11 +73,8 @@ func validateTable(d *decoder, t *fsm.Table) {
 	}
 }
 
-// Bounds of what the Go fields hold. The meaningful limits (rise 1–100, netmask 0–32) are fsm's,
-// so int fields take any 32-bit value here and let validation word the limit.
+// Bounds of the unsigned fields: what the Go type (and the kernel's field) holds.
 const (
-	intLo  = math.MinInt32
-	intHi  = math.MaxInt32
 	port16 = math.MaxUint16
 	mark32 = math.MaxUint32
 )

@@ -384,16 +384,37 @@ vip_group "front" { vips = ["192.0.2.11"] }
 		},
 	},
 	{
+		// Reals are keyed by their normalized ID, whatever the order of port and real blocks.
+		name: "duplicate real before the port",
+		src:  "service \"web\" {\n  real \"192.0.2.21:80\" {}\n  vip = \"192.0.2.10\"\n  real \"192.0.2.21\" {}\n  port = 80\n}\n",
+		want: []string{`table.hcl:4:3: service "web" real "192.0.2.21:80": is defined twice, first at table.hcl:2:3`},
+	},
+	{
 		name: "repeated attribute",
 		src:  "service \"web\" {\n  port = 80\n  port = 81\n}\n",
 		want: []string{`table.hcl:3:3: Attribute redefined: The argument "port" was already set at table.hcl:2,3-7. Each argument may be set only once.`},
 	},
 	{
-		name: "variables and functions are not allowed",
-		src:  "service \"web\" {\n  port = var.port\n  vip = cidrhost(\"192.0.2.0/24\", 10)\n}\n",
+		name: "only literals",
+		src: `service "web" {
+  port = var.port
+  vip = cidrhost("192.0.2.0/24", 10)
+  sched_flags = ["a", "${x}"]
+  scheduler = "wrr-${s}"
+  fwmark = 1 + 1
+  quiescent = true
+  protocol = null
+  persistence {
+    netmask = -24
+  }
+}
+`,
 		want: []string{
-			`table.hcl:2:10: Variables not allowed: Variables may not be used here.`,
-			`table.hcl:3:9: Function calls not allowed: Functions may not be called here.`,
+			`table.hcl:2:10: service "web" port: "var.port": must be a literal string, number, bool or list; expressions are not evaluated`,
+			`table.hcl:3:9: service "web" vip: "cidrhost(\"192.0.2.0/24\", 10)": must be a literal string, number, bool or list; expressions are not evaluated`,
+			`table.hcl:4:23: service "web" sched_flags: "${x}": must be a literal string, number, bool or list; expressions are not evaluated`,
+			`table.hcl:5:15: service "web" scheduler: "wrr-${s}": must be a literal string, number, bool or list; expressions are not evaluated`,
+			`table.hcl:6:12: service "web" fwmark: "1 + 1": must be a literal string, number, bool or list; expressions are not evaluated`,
 		},
 	},
 	{

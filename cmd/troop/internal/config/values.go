@@ -77,17 +77,20 @@ type integer interface {
 // must be refused here because the destination cannot tell an explicit 0 from "not set".
 func number[T integer](dst *T, lo, hi T) setter {
 	return func(v cty.Value) *badValue {
-		n, ok := wholeNumber(v)
-		if !ok {
+		if v.Type() != cty.Number || !v.AsBigFloat().IsInt() {
 			return whole("must be a whole number")
 		}
-		if n.Cmp(bigOf(lo)) < 0 || n.Cmp(bigOf(hi)) > 0 {
+		// Compared as floats: converting 1e300000000 to a big.Int first would take a while.
+		f := v.AsBigFloat()
+		if f.Cmp(floatOf(lo)) < 0 || f.Cmp(floatOf(hi)) > 0 {
 			return whole(rangeReason(lo, hi))
 		}
-		if n.Sign() < 0 {
-			*dst = T(n.Int64())
+		if f.Sign() < 0 {
+			n, _ := f.Int64()
+			*dst = T(n)
 		} else {
-			*dst = T(n.Uint64())
+			n, _ := f.Uint64()
+			*dst = T(n)
 		}
 		return nil
 	}
@@ -97,7 +100,7 @@ func number[T integer](dst *T, lo, hi T) setter {
 // real value (a real server's weight). The range is left to validation, which knows it.
 func optionalInt(dst **int) setter {
 	var n int
-	set := number(&n, math.MinInt32, math.MaxInt32) // validation knows the range
+	set := number(&n, intLo, intHi)
 	return func(v cty.Value) *badValue {
 		if bad := set(v); bad != nil {
 			return bad
@@ -107,23 +110,18 @@ func optionalInt(dst **int) setter {
 	}
 }
 
-func wholeNumber(v cty.Value) (*big.Int, bool) {
-	if v.Type() != cty.Number {
-		return nil, false
-	}
-	f := v.AsBigFloat()
-	if f.IsInf() || !f.IsInt() {
-		return nil, false
-	}
-	n, _ := f.Int(nil)
-	return n, true
-}
+// Bounds for int fields: any 32-bit value. The meaningful limits (weight 0–65535, rise 1–100)
+// are fsm's, so these only keep the number in a Go int and let validation word the limit.
+const (
+	intLo = math.MinInt32
+	intHi = math.MaxInt32
+)
 
-func bigOf[T integer](x T) *big.Int {
+func floatOf[T integer](x T) *big.Float {
 	if x < 0 {
-		return big.NewInt(int64(x))
+		return new(big.Float).SetInt64(int64(x))
 	}
-	return new(big.Int).SetUint64(uint64(x))
+	return new(big.Float).SetUint64(uint64(x))
 }
 
 // rangeReason words a range the way fsm does ("must be 0–65535"). A bound that is only there to
