@@ -19,9 +19,12 @@ type Server struct {
 	mux *http.ServeMux
 }
 
-// NewServer returns the API handler for b. It starts nothing; log receives one line per applied
-// write and per failed request.
+// NewServer returns the API handler for b. It starts nothing; log (nil: discard) receives one
+// line per applied write and per failed request. Timeouts are the http.Server's business.
 func NewServer(b Backend, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	s := &Server{b: b, log: log, mux: http.NewServeMux()}
 	s.routes()
 	return s

@@ -501,6 +501,25 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// TestRefusedByTheLeader checks that an entry the FSM refuses after it was proposed (Result.Err)
+// is reported like a refusal before proposing, though it used a log index.
+func TestRefusedByTheLeader(t *testing.T) {
+	h := newHarness(t)
+	h.seed()
+	h.b.ProposeUnchecked(true)
+	w := h.do("PUT", "/v1/services/web/reals/192.0.2.21/weight", `{"weight":70000}`)
+	want := `{"error":"service \"web\" real \"192.0.2.21:80\" weight: \"70000\": must be 0–65535","field":"service \"web\" real \"192.0.2.21:80\" weight","value":"70000"}`
+	if w.Code != http.StatusBadRequest || strings.TrimSpace(w.Body.String()) != want {
+		t.Errorf("%d %s\nwant 400 %s", w.Code, w.Body, want)
+	}
+	if st := h.b.View(); st.Index() != 2 || len(h.b.Log()) != 2 {
+		t.Errorf("index %d, log %d entries: want the refused entry at index 2", st.Index(), len(h.b.Log()))
+	}
+	if s, _ := h.b.View().Service("web"); s.Reals[0].EffectiveWeight() != 1 {
+		t.Errorf("refused entry changed the weight")
+	}
+}
+
 func TestTableBodyLimit(t *testing.T) {
 	h := newHarness(t)
 	// A table of more than 1 MiB is fine: the table routes allow 64 MiB.

@@ -96,8 +96,10 @@ func (s *Server) saveSnapshot(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="troop-%d.snap"`, st.Index()))
 	if _, err := st.WriteTo(w); err != nil {
-		// Part of the body is sent; the client sees a truncated snapshot that does not parse.
+		// The status is sent: abort the response so that the client sees a broken transfer
+		// rather than a clean end of a truncated snapshot.
 		s.log.Warn("snapshot not sent", "op", "snapshot_save", "index", st.Index(), "err", err)
+		panic(http.ErrAbortHandler)
 	}
 	return nil
 }

@@ -28,7 +28,9 @@ type Backend struct {
 	leader   string
 	peers    []cluster.Peer
 	noLeader bool
-	log      []fsm.Command
+	// unchecked skips Prepare: see ProposeUnchecked.
+	unchecked bool
+	log       []fsm.Command
 }
 
 // NewBackend returns a pool of servers "a" (192.0.2.1:9701), "b" and "c" with an empty table,
@@ -42,15 +44,18 @@ func NewBackend(log *slog.Logger) *Backend {
 }
 
 // Apply validates c against the state (refusing it without using an index, as cluster.Node
-// does), encodes it and applies it through FSM.Apply at the next index.
+// does), encodes it and applies it through FSM.Apply at the next index. The returned Result's
+// Err is the FSM's refusal of an entry that passed (or skipped) validation.
 func (b *Backend) Apply(ctx context.Context, c fsm.Command) (fsm.Result, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.noLeader {
 		return fsm.Result{}, fmt.Errorf("apply %s: %w", c.Op, cluster.ErrNoLeader)
 	}
-	if err := b.fsm.Prepare(&c); err != nil {
-		return fsm.Result{}, err
+	if !b.unchecked {
+		if err := b.fsm.Prepare(&c); err != nil {
+			return fsm.Result{}, err
+		}
 	}
 	data, err := fsm.EncodeCommand(c)
 	if err != nil {
@@ -138,6 +143,15 @@ func (b *Backend) SetLeaderless(noLeader bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.noLeader = noLeader
+}
+
+// ProposeUnchecked makes Apply propose commands without validating them first, as a follower
+// whose state lags the leader's would pass a command its own check accepts: the FSM then
+// refuses the entry (Result.Err) after it has used a log index.
+func (b *Backend) ProposeUnchecked(unchecked bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.unchecked = unchecked
 }
 
 // Log returns the commands applied so far, in order, as they were proposed (normalized).
