@@ -39,11 +39,13 @@ type action func(ctx context.Context, c *call) error
 
 // call is one invocation of a verb.
 type call struct {
-	args   []string
-	client *api.Client
-	read   api.ReadOptions
-	json   bool
-	stdout io.Writer
+	args []string
+	// address is the agent's API, for messages; client talks to it.
+	address string
+	client  *api.Client
+	read    api.ReadOptions
+	json    bool
+	stdout  io.Writer
 }
 
 // verbs is every client command, in the order help lists them.
@@ -116,7 +118,7 @@ func (v *verb) run(ctx context.Context, args []string, stdout, stderr io.Writer)
 		v.printShortUsage(stderr)
 		return exitUsage
 	}
-	c.args = pos
+	c.args, c.address = pos, *address
 	c.client = api.NewClient(*address, nil).WithActor(actorName())
 
 	err = act(ctx, c)

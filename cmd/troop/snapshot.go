@@ -4,8 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/troop-lb/troop/fsm"
 )
 
 var snapshotVerbs = []verb{
@@ -22,8 +25,8 @@ func snapshotSaveFlags(fs *flag.FlagSet) action {
 	}
 }
 
-// saveSnapshot writes the snapshot next to file and renames it into place, so that file is
-// either the old one or a complete new one.
+// saveSnapshot writes the snapshot next to file, checks that it reads back, and renames it into
+// place, so that file is either the old one or a complete new one.
 func saveSnapshot(ctx context.Context, c *call, file string, stale bool) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.tmp")
 	if err != nil {
@@ -41,6 +44,13 @@ func saveSnapshot(ctx context.Context, c *call, file string, stale bool) (err er
 	}
 	if err := tmp.Sync(); err != nil {
 		return err
+	}
+	// Check the file reads back before it replaces anything: a transfer cut short can end cleanly.
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if _, err := fsm.ReadSnapshot(tmp); err != nil {
+		return fmt.Errorf("snapshot from %s is unusable, %s not written: %w", c.address, file, err)
 	}
 	info, err := tmp.Stat()
 	if err != nil {

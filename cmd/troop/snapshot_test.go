@@ -3,9 +3,14 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/troop-lb/troop/api"
 )
 
 func TestSnapshotSaveRestore(t *testing.T) {
@@ -49,4 +54,33 @@ Applied `+file+` at index 12: 4 added, 1 changed, 0 removed.
 	missing := filepath.Join(t.TempDir(), "none.snap")
 	diffText(t, "restore of a missing file", c.fails(exitError, "snapshot", "restore", missing),
 		"Error: open "+missing+": no such file or directory\n")
+}
+
+// TestSnapshotSaveTruncated checks that a snapshot cut short in transit does not replace the file.
+func TestSnapshotSaveTruncated(t *testing.T) {
+	c := newCLI(t)
+	seedPool(t, c)
+	srv := api.NewServer(c.b, nil)
+	truncating := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, r)
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes()[:rec.Body.Len()/2])
+	}))
+	defer truncating.Close()
+	file := filepath.Join(t.TempDir(), "pool.snap")
+	if err := os.WriteFile(file, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errOut := c.fails(exitError, "snapshot", "save", "-address", truncating.URL, file)
+	if want := "Error: snapshot from " + truncating.URL + " is unusable, " + file + " not written: read snapshot: unexpected EOF\n"; errOut != want {
+		t.Errorf("stderr %q, want %q", errOut, want)
+	}
+	if got, _ := os.ReadFile(file); string(got) != "old" {
+		t.Errorf("file replaced by %q", got)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(file)); len(entries) != 1 {
+		t.Errorf("temporary file left behind: %v", entries)
+	}
 }
