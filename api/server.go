@@ -182,7 +182,7 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, c fsm.Command) er
 func actor(r *http.Request) string {
 	if a := strings.TrimSpace(r.Header.Get(HeaderActor)); a != "" {
 		if len(a) > 128 {
-			a = a[:128]
+			a = strings.ToValidUTF8(a[:128], "")
 		}
 		return a
 	}
