@@ -44,9 +44,13 @@ func slogArgs(args []any) []any {
 	out := make([]any, 0, len(args))
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
-			out = append(out, "msg_args", fmt.Sprintf(fmt.Sprint(f[0]), f[1:]...))
-			continue
+		if f, ok := a.(hclog.Format); ok {
+			// hclog.Fmt("%+v", x) as a value: format it here.
+			if len(f) > 0 {
+				a = fmt.Sprintf(fmt.Sprint(f[0]), f[1:]...)
+			} else {
+				a = ""
+			}
 		}
 		if i%2 == 0 {
 			if k, ok := a.(string); ok && k == "error" {

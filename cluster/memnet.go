@@ -47,6 +47,12 @@ func (mn *memNetwork) Heal() {
 	mn.rewire()
 }
 
+func (mn *memNetwork) isIsolated(addr string) bool {
+	mn.mu.Lock()
+	defer mn.mu.Unlock()
+	return mn.isolated[addr]
+}
+
 func (mn *memNetwork) connected(a, b string) bool {
 	return !mn.isolated[a] && !mn.isolated[b]
 }

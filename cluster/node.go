@@ -759,8 +759,9 @@ func (n *Node) removeLeader(r *raft.Raft, id string) error {
 
 // Leave takes this node out of the pool gracefully: a leader first hands leadership to the most
 // up-to-date follower, then the leader removes this node from the configuration. Call it before
-// cancelling Run's context; once removed, Raft on this node shuts itself down. The last server
-// of a pool has nowhere to go: Leave then does nothing.
+// cancelling Run's context: once removed, the node no longer votes or starts elections, but it
+// keeps running (and reports no leader) until Run ends. The last server of a pool has nowhere
+// to go: Leave then does nothing.
 func (n *Node) Leave(ctx context.Context) error {
 	r, err := n.running()
 	if err != nil {

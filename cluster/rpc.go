@@ -227,12 +227,13 @@ func call(ctx context.Context, nw network, addr string, req *rpcRequest) (*rpcRe
 	// Cancelling ctx aborts the I/O.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
+	// From here on the request may have reached the server and been carried out.
 	if err := writeFrame(conn, req); err != nil {
-		return nil, fmt.Errorf("send %s to %s: %w", req.Op, addr, ioErr(ctx, err))
+		return nil, fmt.Errorf("send %s to %s: %w: %w", req.Op, addr, ErrUnknownOutcome, ioErr(ctx, err))
 	}
 	var resp rpcResponse
 	if err := readFrame(bufio.NewReader(conn), &resp); err != nil {
-		return nil, fmt.Errorf("%s at %s: read response: %w", req.Op, addr, ioErr(ctx, err))
+		return nil, fmt.Errorf("%s at %s: read response: %w: %w", req.Op, addr, ErrUnknownOutcome, ioErr(ctx, err))
 	}
 	return &resp, decodeError(resp.Err)
 }
