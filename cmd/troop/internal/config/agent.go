@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -171,10 +172,15 @@ const (
 	raftMinCommitTimeout = time.Millisecond
 )
 
+// invalid builds the error for one rejected field, in fsm's vocabulary.
+func invalid(field, value, reason string, args ...any) *fsm.FieldError {
+	return &fsm.FieldError{Field: field, Value: value, Reason: fmt.Sprintf(reason, args...), Kind: fsm.ErrInvalid}
+}
+
 func (a Agent) problems() []*fsm.FieldError {
 	var ps []*fsm.FieldError
 	bad := func(field, value, reason string, args ...any) {
-		ps = append(ps, &fsm.FieldError{Field: field, Value: value, Reason: fmt.Sprintf(reason, args...), Kind: fsm.ErrInvalid})
+		ps = append(ps, invalid(field, value, reason, args...))
 	}
 	switch {
 	case a.NodeID == "":
@@ -186,7 +192,7 @@ func (a Agent) problems() []*fsm.FieldError {
 		bad("data_dir", "", "is required")
 	}
 	if a.LogLevel != "" && !slices.Contains(LogLevels, a.LogLevel) {
-		bad("log_level", a.LogLevel, "must be one of debug, info, warn, error")
+		bad("log_level", a.LogLevel, "must be one of %s", strings.Join(LogLevels, ", "))
 	}
 	if a.API.Address != "" {
 		if reason := hostPortProblem(a.API.Address, true); reason != "" {
@@ -252,8 +258,8 @@ func (a Agent) problems() []*fsm.FieldError {
 // that bootstraps a configuration without itself can never vote in it.
 func peerProblems(self string, peers []Peer) []*fsm.FieldError {
 	var ps []*fsm.FieldError
-	bad := func(field, value, reason string) {
-		ps = append(ps, &fsm.FieldError{Field: field, Value: value, Reason: reason, Kind: fsm.ErrInvalid})
+	bad := func(field, value, reason string, args ...any) {
+		ps = append(ps, invalid(field, value, reason, args...))
 	}
 	ids := map[string]bool{}
 	addrs := map[string]string{}
@@ -271,16 +277,16 @@ func peerProblems(self string, peers []Peer) []*fsm.FieldError {
 			continue
 		}
 		if reason := hostPortProblem(p.Address, false); reason != "" {
-			bad(path+" address", p.Address, reason)
+			bad(path+" address", p.Address, "%s", reason)
 			continue
 		}
 		if other, dup := addrs[p.Address]; dup {
-			bad(path+" address", p.Address, "is also peer "+strconv.Quote(other)+"'s address")
+			bad(path+" address", p.Address, "is also peer %q's address", other)
 		}
 		addrs[p.Address] = p.ID
 	}
 	if len(peers) > 0 && self != "" && !ids[self] {
-		bad("raft peer", "", "must include this node (node_id "+strconv.Quote(self)+")")
+		bad("raft peer", "", "must include this node (node_id %q)", self)
 	}
 	return ps
 }

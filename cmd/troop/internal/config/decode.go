@@ -87,10 +87,7 @@ func (d *decoder) body(b *hclsyntax.Body, path string, s schema) {
 // (or the reverse) gets its own message, since the name is right and only the shape is wrong;
 // otherwise a close known name is suggested.
 func (d *decoder) unknown(rng hcl.Range, path, kind, name string, s schema) {
-	where := ""
-	if path != "" {
-		where = path + ": "
-	}
+	where := prefix(path)
 	if _, isBlock := s.blocks[name]; isBlock && kind == "key" {
 		d.diags.add(rng, fsm.ErrInvalid, "%s%q is a block, not a key: write %s { ... }", where, name, name)
 		return
@@ -126,10 +123,7 @@ func mapKeys[V any](m map[string]V) []string {
 }
 
 func (d *decoder) labelCount(blk *hclsyntax.Block, path string, spec blockSpec) {
-	where := ""
-	if path != "" {
-		where = path + ": "
-	}
+	where := prefix(path)
 	switch {
 	case len(spec.labels) == 0:
 		d.diags.add(blk.LabelRanges[0], fsm.ErrInvalid, "%sblock %q takes no label, got %q", where, blk.Type, blk.Labels[0])
@@ -198,9 +192,9 @@ func nonLiteral(expr hclsyntax.Expression) hclsyntax.Expression {
 }
 
 // elements returns the element expressions of a list written as [a, b, ...] and records where
-// each string element is, as field "element", because validation names a bad element by value
-// (`vip_group "front" vips: "192.0.2.10": is listed twice`). A repeated element keeps the last
-// position: "listed twice" is about the second one.
+// each string element is, under the path `field "value"`, because validation names a bad
+// element by its value (`vip_group "front" vips: "192.0.2.10": is listed twice`). A repeated
+// element keeps the last position: "listed twice" is about the second one.
 func (d *decoder) elements(expr hclsyntax.Expression, field string) []hclsyntax.Expression {
 	tuple, ok := expr.(*hclsyntax.TupleConsExpr)
 	if !ok {
@@ -257,17 +251,10 @@ func (d *decoder) locate(field, value string) hcl.Range {
 			candidates = append(candidates, join(kind, strconv.Quote(value)))
 		}
 	}
-	for p := field; ; {
+	for p := field; p != ""; p = parent(p) {
 		candidates = append(candidates, p)
-		if p == "" {
-			break
-		}
-		i := strings.LastIndexByte(p, ' ')
-		if i < 0 {
-			i = 0
-		}
-		p = p[:i]
 	}
+	candidates = append(candidates, "")
 	for _, c := range candidates {
 		if rng, ok := d.at[c]; ok {
 			return rng
@@ -292,6 +279,24 @@ func (d *decoder) result() error {
 		return nil
 	}
 	return d.diags.sorted()
+}
+
+// parent drops the last word of a field path: `service "web" check` for `service "web" check type`.
+// Names and IDs in paths have no spaces (fsm's name rule, addresses), so words split cleanly.
+func parent(path string) string {
+	i := strings.LastIndexByte(path, ' ')
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
+}
+
+// prefix is path as the start of a message about something inside it.
+func prefix(path string) string {
+	if path == "" {
+		return ""
+	}
+	return path + ": "
 }
 
 // join appends a name to a field path.

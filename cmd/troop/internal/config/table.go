@@ -45,7 +45,7 @@ func ParseTable(filename string, src []byte) (fsm.Table, error) {
 		return fsm.Table{}, d.result()
 	}
 	fsm.NormalizeTable(&t)
-	validateTable(d, &t)
+	d.validateTable(&t)
 	if err := d.result(); err != nil {
 		return fsm.Table{}, err
 	}
@@ -55,7 +55,7 @@ func ParseTable(filename string, src []byte) (fsm.Table, error) {
 // validateTable checks each service and group on its own first, so that one file with several
 // mistakes reports them all; the table-wide rules (unique kernel keys, a VIP in one group) only
 // make sense once every part is valid.
-func validateTable(d *decoder, t *fsm.Table) {
+func (d *decoder) validateTable(t *fsm.Table) {
 	for i := range t.Services {
 		if err := fsm.ValidateService(&t.Services[i]); err != nil {
 			d.fail(err)
