@@ -1,0 +1,18 @@
+# Director d1 of a three-director pool on 127.0.0.1, for trying Troop by hand and for tests.
+# Start all three (make lab does): troop agent -config deploy/examples/loopback/d1.hcl
+node_id   = "d1"
+data_dir  = "/tmp/troop-loopback/d1"
+log_level = "info"
+
+api {
+  address = "127.0.0.1:9710"
+}
+
+raft {
+  address = "127.0.0.1:9711"
+
+  # Every director lists the same peers, so each bootstraps the same three-voter pool.
+  peer "d1" { address = "127.0.0.1:9711" }
+  peer "d2" { address = "127.0.0.1:9721" }
+  peer "d3" { address = "127.0.0.1:9731" }
+}

@@ -1,0 +1,18 @@
+# Director d3 of a three-director pool on 127.0.0.1, for trying Troop by hand and for tests.
+# Start all three (make lab does): troop agent -config deploy/examples/loopback/d3.hcl
+node_id   = "d3"
+data_dir  = "/tmp/troop-loopback/d3"
+log_level = "info"
+
+api {
+  address = "127.0.0.1:9730"
+}
+
+raft {
+  address = "127.0.0.1:9731"
+
+  # Every director lists the same peers, so each bootstraps the same three-voter pool.
+  peer "d1" { address = "127.0.0.1:9711" }
+  peer "d2" { address = "127.0.0.1:9721" }
+  peer "d3" { address = "127.0.0.1:9731" }
+}
