@@ -242,13 +242,16 @@ func (a Agent) problems() []*fsm.FieldError {
 			bad(t.field, t.v.String(), "must be at least %s", t.min)
 		}
 	}
-	// The cross-checks raft makes, when the file sets both sides; a default on one side is the
-	// caller's to check against.
+	// The cross-checks raft (and cluster.Config.Validate) make, when the file sets both sides; a
+	// default on one side is the caller's to check against.
 	if r.LeaderLeaseTimeout != 0 && r.HeartbeatTimeout != 0 && r.LeaderLeaseTimeout > r.HeartbeatTimeout {
 		bad("raft leader_lease_timeout", r.LeaderLeaseTimeout.String(), "must not exceed heartbeat_timeout %s", r.HeartbeatTimeout)
 	}
 	if r.ElectionTimeout != 0 && r.HeartbeatTimeout != 0 && r.ElectionTimeout < r.HeartbeatTimeout {
 		bad("raft election_timeout", r.ElectionTimeout.String(), "must be at least heartbeat_timeout %s", r.HeartbeatTimeout)
+	}
+	if r.CommitTimeout != 0 && r.HeartbeatTimeout != 0 && r.CommitTimeout > r.HeartbeatTimeout {
+		bad("raft commit_timeout", r.CommitTimeout.String(), "must not exceed heartbeat_timeout %s", r.HeartbeatTimeout)
 	}
 	return ps
 }

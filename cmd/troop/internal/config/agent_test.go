@@ -159,6 +159,13 @@ raft {
 		},
 	},
 	{
+		name: "commit timeout above heartbeat",
+		src:  head + "raft {\n  heartbeat_timeout = \"100ms\"\n  commit_timeout = \"200ms\"\n}\n",
+		want: []string{
+			`agent.hcl:5:3: raft commit_timeout: "200ms": must not exceed heartbeat_timeout 100ms`,
+		},
+	},
+	{
 		name: "peers twice and without a label",
 		src: head + `raft {
   peer "d1" { address = "192.0.2.1:9701" }
