@@ -100,7 +100,7 @@ func (f *FSM) Restore(r io.Reader) error {
 		return err
 	}
 	st := newState()
-	ch, err := st.prepareReplace(&snap.Table, snap.Health)
+	ch, err := st.prepareReplace(&snap.Table, orEmpty(snap.Health))
 	if err != nil {
 		return fmt.Errorf("restore snapshot at index %d: %w", snap.Index, err)
 	}
@@ -144,6 +144,9 @@ func ReadSnapshot(r io.Reader) (*Snapshot, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&snap); err != nil {
 		return nil, fmt.Errorf("read snapshot: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("read snapshot: trailing data after the snapshot")
 	}
 	if snap.Format > SnapshotFormat {
 		return nil, fmt.Errorf("read snapshot: format %d, this build reads up to %d: %w", snap.Format, SnapshotFormat, ErrNewerVersion)

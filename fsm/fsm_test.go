@@ -352,3 +352,35 @@ func TestValidationMessages(t *testing.T) {
 		t.Errorf("valid fwmark service refused: %v", err)
 	}
 }
+
+// A service upsert without reals, prepared before a real server was added, must not remove
+// that real server when it is applied after it.
+func TestStaleUpsertKeepsRealsAddedMeanwhile(t *testing.T) {
+	a := &applier{t: t, f: testFSM(t)}
+	a.mustApply(UpsertService(web()))
+	upd := web()
+	upd.Reals = nil
+	upd.Scheduler = "rr"
+	stale := UpsertService(upd)
+	if err := a.f.Prepare(&stale); err != nil {
+		t.Fatal(err)
+	}
+	a.mustApply(UpsertReal("web", Real{Address: netip.MustParseAddr("192.0.2.23")}))
+	a.mustApply(stale)
+	s, _ := a.f.View().Service("web")
+	if len(s.Reals) != 3 || s.Scheduler != "rr" {
+		t.Errorf("after a stale upsert: %d reals with scheduler %q, want 3 with rr", len(s.Reals), s.Scheduler)
+	}
+}
+
+// Restoring a snapshot taken before any health verdict clears today's verdicts.
+func TestRestoreWithoutHealthClearsHealth(t *testing.T) {
+	a := &applier{t: t, f: testFSM(t)}
+	a.mustApply(UpsertService(web()))
+	snap := a.f.View().Snapshot()
+	a.mustApply(RecordHealth(time.Unix(9, 0), []HealthTransition{{Service: "web", Real: "192.0.2.21:80", State: HealthDown}}))
+	a.mustApply(Restore(snap))
+	if h := a.f.View().Health("web", "192.0.2.21:80"); h.State != HealthUnknown {
+		t.Errorf("health after restoring a snapshot without verdicts = %q, want unknown", h.State)
+	}
+}

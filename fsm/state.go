@@ -135,15 +135,17 @@ func (st *State) prepare(c *Command) (*change, error) {
 		if c.Service == nil {
 			return nil, invalid("service", "", "is required")
 		}
+		NormalizeService(c.Service)
 		s := cloneService(c.Service)
-		NormalizeService(&s)
+		// "No reals keeps the current ones" is resolved here, against the state the entry is
+		// applied to, never baked into the proposed command: a command prepared on a stale
+		// state would otherwise revert real-server changes committed meanwhile.
 		if old, ok := st.services[s.Name]; ok && len(s.Reals) == 0 {
 			s.Reals = cloneService(old).Reals
 		}
 		if err := st.checkService(&s); err != nil {
 			return nil, err
 		}
-		*c.Service = cloneService(&s)
 		return &change{upsert: &s, changed: []string{s.Name}}, nil
 	case OpDeleteService:
 		if _, ok := st.services[c.Name]; !ok {
@@ -200,7 +202,8 @@ func (st *State) prepare(c *Command) (*change, error) {
 		if c.State.Format > SnapshotFormat {
 			return nil, fmt.Errorf("restore snapshot format %d, this build reads up to %d: %w", c.State.Format, SnapshotFormat, ErrNewerVersion)
 		}
-		return st.prepareReplace(&c.State.Table, c.State.Health)
+		// A snapshot without health restores "no verdicts", not today's verdicts.
+		return st.prepareReplace(&c.State.Table, orEmpty(c.State.Health))
 	}
 	return nil, fmt.Errorf("command type %q: %w", c.Op, ErrUnknownCommand)
 }
@@ -274,6 +277,13 @@ func (st *State) prepareHealth(c *Command) (*change, error) {
 	}
 	slices.Sort(ch.changed)
 	return ch, nil
+}
+
+func orEmpty(h map[string]map[string]RealHealth) map[string]map[string]RealHealth {
+	if h == nil {
+		return map[string]map[string]RealHealth{}
+	}
+	return h
 }
 
 // prepareReplace validates a whole table; health, if nil, is carried over for reals that remain.
