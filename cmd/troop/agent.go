@@ -2,13 +2,220 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/troop-lb/troop/api"
+	"github.com/troop-lb/troop/cluster"
+	"github.com/troop-lb/troop/cmd/troop/internal/config"
+	"github.com/troop-lb/troop/fsm"
 )
 
-// runAgent is a placeholder so that the package builds until the agent command lands; the owner
-// of `troop agent` replaces this file.
+// agentOptions is the agent's command line.
+type agentOptions struct {
+	configFile string
+	dev        bool
+	dataDir    string
+	logLevel   string
+	// leaveOnStop removes this director from the Raft configuration when it stops; without it a
+	// stopped director stays a member and rejoins as a follower when it starts again.
+	leaveOnStop bool
+}
+
+// handoffTimeout bounds how long a stopping leader waits for a follower to take over.
+const handoffTimeout = 5 * time.Second
+
+// runAgent runs `troop agent` until ctx ends (SIGINT or SIGTERM).
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "troop agent: not built yet")
-	return exitError
+	var o agentOptions
+	fs := flag.NewFlagSet("troop agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.configFile, "config", "", "agent configuration `file` (HCL)")
+	fs.BoolVar(&o.dev, "dev", false, "run a single in-memory director on "+config.DefaultAPIAddress+"; nothing is kept")
+	fs.StringVar(&o.dataDir, "data-dir", "", "override data_dir of the config file")
+	fs.StringVar(&o.logLevel, "log-level", "", "override log_level: debug, info, warn or error")
+	fs.BoolVar(&o.leaveOnStop, "leave-on-stop", false, "leave the Raft configuration when stopped (default: stay a member and rejoin on restart)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: troop agent -config FILE | -dev [flags]\n\nRuns a director agent: its Raft node and HTTP API.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 || (o.configFile == "") == !o.dev {
+		fmt.Fprintln(stderr, "troop agent: give exactly one of -config FILE or -dev")
+		fs.Usage()
+		return exitUsage
+	}
+	ac, err := loadAgentConfig(o)
+	if err != nil {
+		fmt.Fprintf(stderr, "troop agent: %v\n", err)
+		return exitError
+	}
+	if err := serveAgent(ctx, ac, o, stderr); err != nil {
+		fmt.Fprintf(stderr, "troop agent: %v\n", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// loadAgentConfig reads the config file (or takes the -dev defaults) and applies the flags.
+func loadAgentConfig(o agentOptions) (config.Agent, error) {
+	var ac config.Agent
+	if o.dev {
+		ac = config.Agent{NodeID: "dev"}
+	} else {
+		src, err := os.ReadFile(o.configFile)
+		if err != nil {
+			return ac, err
+		}
+		if ac, err = config.ParseAgent(o.configFile, src); err != nil {
+			return ac, err
+		}
+	}
+	if o.dataDir != "" {
+		ac.DataDir = o.dataDir
+	}
+	if o.logLevel != "" {
+		ac.LogLevel = o.logLevel
+	}
+	if o.dataDir != "" || o.logLevel != "" {
+		// The overrides are validated like the file's values.
+		if err := ac.Validate(); err != nil && !o.dev {
+			return ac, err
+		}
+	}
+	return ac, nil
+}
+
+// clusterConfig overlays the agent file's values on cluster's defaults.
+func clusterConfig(ac config.Agent, dev bool, log *slog.Logger) cluster.Config {
+	c := cluster.DefaultConfig()
+	if dev {
+		c = cluster.DevConfig()
+	}
+	c.NodeID, c.DataDir, c.Logger = ac.NodeID, ac.DataDir, log
+	c.BindAddr = orDefault(ac.Raft.Address, config.DefaultRaftAddress)
+	c.AdvertiseAddr = ac.Raft.Advertise
+	c.BootstrapExpect, c.Join = ac.Raft.BootstrapExpect, ac.Raft.Join
+	for _, p := range ac.Raft.Peers {
+		c.Peers = append(c.Peers, cluster.PeerConfig{ID: p.ID, Address: p.Address})
+	}
+	setIf(&c.HeartbeatTimeout, ac.Raft.HeartbeatTimeout)
+	setIf(&c.ElectionTimeout, ac.Raft.ElectionTimeout)
+	setIf(&c.LeaderLeaseTimeout, ac.Raft.LeaderLeaseTimeout)
+	setIf(&c.CommitTimeout, ac.Raft.CommitTimeout)
+	setIf(&c.SnapshotThreshold, ac.Raft.SnapshotThreshold)
+	setIf(&c.SnapshotInterval, ac.Raft.SnapshotInterval)
+	setIf(&c.TrailingLogs, ac.Raft.TrailingLogs)
+	return c
+}
+
+// setIf overrides a default with a value the file set (zero means not set).
+func setIf[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
+	}
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(orDefault(level, "info"))); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// serveAgent runs the Raft node and the API until ctx ends, then hands leadership over (and
+// leaves, if asked) before stopping both.
+func serveAgent(ctx context.Context, ac config.Agent, o agentOptions, logOut io.Writer) error {
+	log := newLogger(logOut, ac.LogLevel).With("node", ac.NodeID)
+	f := fsm.New(log.With("component", "fsm"))
+	node, err := cluster.New(clusterConfig(ac, o.dev, log.With("component", "cluster")), f)
+	if err != nil {
+		return err
+	}
+	apiAddr := orDefault(ac.API.Address, config.DefaultAPIAddress)
+	ln, err := net.Listen("tcp", apiAddr)
+	if err != nil {
+		node.Close()
+		return fmt.Errorf("listen for the API on %s: %w", apiAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           api.NewServer(node, log.With("component", "api")),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	nodeCtx, stopNode := context.WithCancel(context.Background())
+	defer stopNode()
+	var wg sync.WaitGroup
+	failed := make(chan error, 2)
+	wg.Go(func() {
+		if err := node.Run(nodeCtx); err != nil {
+			failed <- err
+		}
+	})
+	wg.Go(func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			failed <- fmt.Errorf("serve API on %s: %w", apiAddr, err)
+		}
+	})
+	log.Info("agent started", "op", "start", "api", "http://"+ln.Addr().String(), "raft", node.Addr(), "dev", o.dev)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-failed:
+	}
+	log.Info("agent stopping", "op", "stop")
+	handOver(node, o.leaveOnStop, log)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdownCtx)
+	stopNode()
+	wg.Wait()
+	close(failed)
+	if runErr == nil {
+		runErr = <-failed
+	}
+	return runErr
+}
+
+// handOver moves leadership to a follower before a leader stops, so the pool need not wait for an
+// election timeout, and removes the node from the configuration if asked.
+func handOver(node *cluster.Node, leave bool, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), handoffTimeout)
+	defer cancel()
+	if leave {
+		if err := node.Leave(ctx); err != nil {
+			log.Warn("leave failed", "op", "leave", "err", err)
+		}
+		return
+	}
+	if node.Status().Role != cluster.Leader {
+		return
+	}
+	if err := node.TransferLeadership(ctx, ""); err != nil {
+		log.Warn("leadership transfer failed; the pool will elect a new leader", "op", "transfer", "err", err)
+	}
 }
