@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"sync"
 
 	"github.com/hashicorp/raft"
 )
@@ -35,36 +36,53 @@ type Leadership struct {
 //
 // It may be called before Run (the first value is then "not leader").
 func (n *Node) WatchLeadership(ctx context.Context) <-chan Leadership {
+	return n.feed.watch(ctx)
+}
+
+// leadershipFeed hands the latest Leadership to its watchers without ever blocking.
+type leadershipFeed struct {
+	mu sync.Mutex // guards the following fields
+	// watchers each hold at most one unread value.
+	watchers map[chan Leadership]struct{}
+	last     Leadership
+	closed   bool
+}
+
+func (f *leadershipFeed) watch(ctx context.Context) <-chan Leadership {
 	ch := make(chan Leadership, 1)
-	n.watchMu.Lock()
-	defer n.watchMu.Unlock()
-	if n.watchDone {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
 		close(ch)
 		return ch
 	}
-	n.watchers[ch] = struct{}{}
-	ch <- n.leadership
+	if f.watchers == nil {
+		f.watchers = map[chan Leadership]struct{}{}
+	}
+	f.watchers[ch] = struct{}{}
+	ch <- f.last
 	context.AfterFunc(ctx, func() {
-		n.watchMu.Lock()
-		defer n.watchMu.Unlock()
-		if _, ok := n.watchers[ch]; ok {
-			delete(n.watchers, ch)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if _, ok := f.watchers[ch]; ok {
+			delete(f.watchers, ch)
 			close(ch)
 		}
 	})
 	return ch
 }
 
-// publish hands l to every watcher that does not already have it, replacing an unread value.
-func (n *Node) publish(l Leadership) {
-	n.watchMu.Lock()
-	defer n.watchMu.Unlock()
-	if l == n.leadership || n.watchDone {
+// publish hands l to every watcher, replacing a value it has not read yet. Equal consecutive
+// values are sent once.
+func (f *leadershipFeed) publish(l Leadership) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if l == f.last || f.closed {
 		return
 	}
-	n.leadership = l
-	for ch := range n.watchers {
-		// Only publish sends, under watchMu, so after the drain the send cannot block.
+	f.last = l
+	for ch := range f.watchers {
+		// Only publish sends, under mu, so after the drain the send cannot block.
 		select {
 		case <-ch:
 		default:
@@ -73,18 +91,21 @@ func (n *Node) publish(l Leadership) {
 	}
 }
 
-// closeWatchers publishes "not leader" and closes every watcher's channel.
-func (n *Node) closeWatchers() {
-	last := n.leadership
+// close publishes "not leader" and closes every watcher's channel; later watchers get a closed
+// channel.
+func (f *leadershipFeed) close() {
+	f.mu.Lock()
+	last := f.last
+	f.mu.Unlock()
 	last.IsLeader = false
-	n.publish(last)
-	n.watchMu.Lock()
-	defer n.watchMu.Unlock()
-	for ch := range n.watchers {
+	f.publish(last)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for ch := range f.watchers {
 		close(ch)
 	}
-	clear(n.watchers)
-	n.watchDone = true
+	clear(f.watchers)
+	f.closed = true
 }
 
 // watchLeadership turns Raft's NotifyCh (blocking, so it loses nothing, unlike LeaderCh) and its
@@ -94,7 +115,7 @@ func (n *Node) watchLeadership(r *raft.Raft, notify <-chan bool, obs <-chan raft
 	isLeader := false
 	for {
 		addr, id := r.LeaderWithID()
-		n.publish(Leadership{IsLeader: isLeader, Term: r.CurrentTerm(), LeaderID: string(id), LeaderAddr: string(addr)})
+		n.feed.publish(Leadership{IsLeader: isLeader, Term: r.CurrentTerm(), LeaderID: string(id), LeaderAddr: string(addr)})
 		select {
 		case v := <-notify:
 			isLeader = v

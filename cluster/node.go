@@ -41,11 +41,8 @@ type Node struct {
 	lifeMu sync.Mutex // guards life
 	life   lifecycle
 
-	watchMu sync.Mutex // guards the following fields
-	// watchers get every new Leadership; see WatchLeadership.
-	watchers   map[chan Leadership]struct{}
-	leadership Leadership
-	watchDone  bool
+	// feed carries Leadership to WatchLeadership's channels.
+	feed leadershipFeed
 }
 
 type lifecycle int
@@ -137,7 +134,6 @@ func newNode(cfg Config, f *fsm.FSM, d deps) (n *Node, err error) {
 		net:        d.net,
 		hasState:   hasState,
 		leaderWait: max(10*cfg.ElectionTimeout, time.Second),
-		watchers:   map[chan Leadership]struct{}{},
 	}
 	n.rfsm = n.adapter
 	if d.wrapFSM != nil {
@@ -256,7 +252,7 @@ func (n *Node) release() {
 	if err := n.st.close(); err != nil {
 		n.log.Error("close raft store failed", "op", "close", "err", err)
 	}
-	n.closeWatchers()
+	n.feed.close()
 }
 
 // running returns the Raft instance if Run is running it.
