@@ -384,3 +384,26 @@ func TestRestoreWithoutHealthClearsHealth(t *testing.T) {
 		t.Errorf("health after restoring a snapshot without verdicts = %q, want unknown", h.State)
 	}
 }
+
+func TestGroupNormalizesMappedVIP(t *testing.T) {
+	g := VIPGroup{Name: "g", VIPs: []netip.Prefix{netip.MustParsePrefix("::ffff:198.51.100.1/128"), netip.MustParsePrefix("::ffff:198.51.100.2/120")}}
+	NormalizeGroup(&g)
+	if err := ValidateGroup(&g); err != nil {
+		t.Fatal(err)
+	}
+	if g.VIPs[0].String() != "198.51.100.1/32" || g.VIPs[1].String() != "198.51.100.2/24" {
+		t.Errorf("mapped VIPs normalized to %v", g.VIPs)
+	}
+}
+
+func TestTableCloneIsDeep(t *testing.T) {
+	orig := Table{Services: []Service{web()}, VIPGroups: []VIPGroup{{Name: "g", VIPs: []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")}}}}
+	c := orig.Clone()
+	NormalizeTable(&c)
+	c.Services[0].Reals[0].Port = 1
+	c.Services[0].Check.Path = "/x"
+	c.VIPGroups[0].VIPs[0] = netip.MustParsePrefix("192.0.2.11/32")
+	if orig.Services[0].Reals[0].Port != 0 || orig.Services[0].Check.Path != "/index.html" || orig.VIPGroups[0].VIPs[0].Addr().String() != "192.0.2.10" {
+		t.Errorf("editing a clone changed the original: %+v", orig)
+	}
+}

@@ -107,6 +107,21 @@ func cloneService(s *Service) Service {
 	return c
 }
 
+// Clone returns a deep copy of the table, so that normalizing or editing it leaves t as it was.
+func (t Table) Clone() Table {
+	c := Table{Services: make([]Service, len(t.Services))}
+	for i := range t.Services {
+		c.Services[i] = cloneService(&t.Services[i])
+	}
+	if t.Services == nil {
+		c.Services = nil
+	}
+	for i := range t.VIPGroups {
+		c.VIPGroups = append(c.VIPGroups, cloneGroup(&t.VIPGroups[i]))
+	}
+	return c
+}
+
 func cloneGroup(g *VIPGroup) VIPGroup {
 	c := *g
 	c.VIPs = slices.Clone(g.VIPs)

@@ -363,7 +363,10 @@ func joinOf[T ~string](xs []T) string {
 // NormalizeGroup fills in host prefixes and sorts the VIPs.
 func NormalizeGroup(g *VIPGroup) {
 	for i, p := range g.VIPs {
-		g.VIPs[i] = netip.PrefixFrom(p.Addr().Unmap(), p.Bits())
+		// An IPv4-mapped VIP is the IPv4 address; its prefix loses the 96 mapping bits.
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			g.VIPs[i] = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
 	}
 	slices.SortFunc(g.VIPs, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 }

@@ -138,11 +138,13 @@ func (p *pool) status(node string) (status, error) {
 	if err != nil {
 		return status{}, fmt.Errorf("%v: %s", err, out)
 	}
-	var s status
+	var s struct {
+		Status status `json:"status"`
+	}
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		return status{}, fmt.Errorf("parse status %q: %v", out, err)
 	}
-	return s, nil
+	return s.Status, nil
 }
 
 // eventually polls cond until it returns nil or the deadline passes.

@@ -2,7 +2,6 @@ package config
 
 import (
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -24,7 +23,7 @@ import (
 // empty lists are nil (the parser reads an absent list as nil). An invalid t is written as well
 // as it can be and will not parse back.
 func FormatTable(t fsm.Table) []byte {
-	t = cloneForNormalize(t)
+	t = t.Clone()
 	fsm.NormalizeTable(&t)
 	f := hclwrite.NewEmptyFile()
 	root := f.Body()
@@ -43,30 +42,6 @@ func FormatTable(t fsm.Table) []byte {
 		writeVIPGroup(root.AppendNewBlock("vip_group", []string{g.Name}).Body(), g)
 	}
 	return hclwrite.Format(f.Bytes())
-}
-
-// cloneForNormalize copies what fsm.NormalizeTable writes to (the slices it sorts, the structs it
-// fills in), so formatting does not change the caller's table.
-func cloneForNormalize(t fsm.Table) fsm.Table {
-	t.Services = slices.Clone(t.Services)
-	for i := range t.Services {
-		s := &t.Services[i]
-		s.SchedFlags = slices.Clone(s.SchedFlags)
-		s.Reals = slices.Clone(s.Reals)
-		if s.Check != nil {
-			c := *s.Check
-			s.Check = &c
-		}
-		if s.Fallback != nil {
-			fb := *s.Fallback
-			s.Fallback = &fb
-		}
-	}
-	t.VIPGroups = slices.Clone(t.VIPGroups)
-	for i := range t.VIPGroups {
-		t.VIPGroups[i].VIPs = slices.Clone(t.VIPGroups[i].VIPs)
-	}
-	return t
 }
 
 func writeService(b *hclwrite.Body, s *fsm.Service) {

@@ -92,7 +92,7 @@ func fullTable() fsm.Table {
 }
 
 func normalized(t fsm.Table) fsm.Table {
-	t = cloneForNormalize(t)
+	t = t.Clone()
 	fsm.NormalizeTable(&t)
 	return t
 }

@@ -46,9 +46,7 @@ func genTable() *rapid.Generator[fsm.Table] {
 		for i, name := range names {
 			tb.Services = append(tb.Services, genService(t, name, i))
 		}
-		// No IPv4-mapped VIPs: fsm.NormalizeGroup unmaps the address but keeps the /128, an
-		// invalid prefix (reported to the fsm owners).
-		vips := rapid.Permutation([]string{"192.0.2.1", "192.0.2.2/24", "2001:db8::1", "2001:db8::2/64", "198.51.100.1/32"}).Draw(t, "vips")
+		vips := rapid.Permutation([]string{"192.0.2.1", "192.0.2.2/24", "2001:db8::1", "2001:db8::2/64", "198.51.100.1/32", "::ffff:198.51.100.3"}).Draw(t, "vips")
 		groups := rapid.SliceOfNDistinct(rapid.StringMatching(`[a-z][a-z0-9]{0,5}`), 0, 2, func(s string) string { return s }).Draw(t, "groups")
 		for i, name := range groups {
 			g := fsm.VIPGroup{Name: name, Interface: rapid.SampledFrom([]string{"", "eth0", "bond0.100"}).Draw(t, "iface")}
