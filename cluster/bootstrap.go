@@ -215,6 +215,9 @@ func (n *Node) joinLeader(r *raft.Raft, id, addr string) error {
 			return nil
 		}
 		if sameID || sameAddr {
+			if string(s.ID) == n.cfg.NodeID {
+				return fmt.Errorf("join %s at %s: that address is the leader's own", id, addr)
+			}
 			if err := r.RemoveServer(s.ID, 0, 0).Error(); err != nil {
 				return fmt.Errorf("join %s: remove stale server %s at %s: %w", id, s.ID, s.Address, err)
 			}

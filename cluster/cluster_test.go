@@ -523,7 +523,7 @@ func TestJoinThroughFollower(t *testing.T) {
 	cfg := testConfig(t, "n3")
 	cfg.Join = []string{f.cfg.BindAddr}
 	c.ids = append(c.ids, "n3")
-	c.nodes["n3"] = &testNode{cfg: cfg}
+	c.nodes["n3"] = &testNode{cfg: cfg, disk: true}
 	c.start("n3", nil)
 	if err := poll(ctxTimeout(t, 10*time.Second), 10*time.Millisecond, func() bool {
 		return len(c.nodes["n3"].Status().Peers) == 3 && c.nodes["n3"].Status().LeaderID != ""
@@ -535,6 +535,25 @@ func TestJoinThroughFollower(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitServices(5*time.Second, names(1, 1))
+
+	// n3 comes back from its disk on another address: joining again replaces its old entry.
+	c.stop("n3")
+	c.nodes["n3"].cfg.BindAddr = "n3-moved:7946"
+	c.start("n3", nil)
+	n3 := c.nodes["n3"]
+	if !n3.hasState {
+		t.Fatal("n3 lost its state")
+	}
+	if err := poll(ctxTimeout(t, 10*time.Second), 10*time.Millisecond, func() bool {
+		peers := c.leader(5 * time.Second).Status().Peers
+		return len(peers) == 3 && slices.ContainsFunc(peers, func(p Peer) bool { return p.ID == "n3" && p.Address == "n3-moved:7946" })
+	}); err != nil {
+		t.Fatalf("n3's new address not in the configuration: %s", c.describe())
+	}
+	if _, err := n3.Apply(ctx, upsert(2)); err != nil {
+		t.Fatal(err)
+	}
+	c.waitServices(5*time.Second, names(1, 2))
 }
 
 func TestNoLeaderWithoutQuorum(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -359,5 +360,60 @@ func TestLeadershipFeedCoalesces(t *testing.T) {
 	}
 	if _, ok := <-f.watch(context.Background()); ok {
 		t.Fatal("watch after close returned an open channel")
+	}
+}
+
+// memSink is a raft.SnapshotSink into memory.
+type memSink struct {
+	bytes.Buffer
+	closed, cancelled bool
+}
+
+func (s *memSink) ID() string    { return "mem" }
+func (s *memSink) Close() error  { s.closed = true; return nil }
+func (s *memSink) Cancel() error { s.cancelled = true; return nil }
+
+// TestSnapshotIsFrozen checks that a snapshot persists the state it was taken at while later
+// entries are applied, and that restoring it brings the applied index along.
+func TestSnapshotIsFrozen(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	a := newRaftFSM(fsm.New(log))
+	apply := func(index uint64, c fsm.Command) {
+		t.Helper()
+		b, err := fsm.EncodeCommand(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := a.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: b}).(fsm.Result); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	apply(3, upsert(1))
+	apply(5, upsert(2))
+	snap, err := a.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(6, upsert(3))
+	apply(7, fsm.DeleteService("web1"))
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil || !sink.closed || sink.cancelled {
+		t.Fatalf("persist: %v (closed %v, cancelled %v)", err, sink.closed, sink.cancelled)
+	}
+	snap.Release()
+	if a.applied.Load() != 7 {
+		t.Fatalf("applied %d, want 7", a.applied.Load())
+	}
+
+	b := newRaftFSM(fsm.New(log))
+	if err := b.Restore(io.NopCloser(&sink)); err != nil {
+		t.Fatal(err)
+	}
+	st := b.fsm.View()
+	if got := st.ServiceNames(); !slices.Equal(got, names(1, 2)) || st.Index() != 5 || b.applied.Load() != 5 || b.restores.Load() != 1 {
+		t.Fatalf("restored %v at index %d (applied %d, restores %d), want web1, web2 at 5", got, st.Index(), b.applied.Load(), b.restores.Load())
+	}
+	if err := b.Restore(io.NopCloser(strings.NewReader("{garbage"))); err == nil {
+		t.Fatal("restored garbage")
 	}
 }
