@@ -582,3 +582,63 @@ func TestNoLeaderWithoutQuorum(t *testing.T) {
 		t.Fatalf("consistent read without quorum: %v, want ErrNoLeader and DeadlineExceeded", err)
 	}
 }
+
+// TestDeposedLeaderStepsDownFirst partitions the leader and checks the order the director
+// relies on to avoid two VIP owners: the old leader's watch says "not leader" before any other
+// node's says "leader".
+func TestDeposedLeaderStepsDownFirst(t *testing.T) {
+	checkGoroutines(t)
+	c := newTestCluster(t, 3, clusterOpts{})
+	old := c.leader(5 * time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	type event struct {
+		node string
+		l    Leadership
+		at   time.Time
+	}
+	events := make(chan event, 64)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for _, tn := range c.running() {
+		ch := tn.WatchLeadership(ctx)
+		wg.Go(func() {
+			for l := range ch {
+				select {
+				case events <- event{tn.ID(), l, time.Now()}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	// Drain the current values.
+	time.Sleep(50 * time.Millisecond)
+	for len(events) > 0 {
+		<-events
+	}
+
+	cut := time.Now()
+	c.net.Partition(old.cfg.BindAddr)
+	var stepDown, elected time.Time
+	timeout := time.After(10 * time.Second)
+	for stepDown.IsZero() || elected.IsZero() {
+		select {
+		case e := <-events:
+			switch {
+			case e.node == old.ID() && !e.l.IsLeader && stepDown.IsZero():
+				stepDown = e.at
+			case e.node != old.ID() && e.l.IsLeader && elected.IsZero():
+				elected = e.at
+			}
+		case <-timeout:
+			t.Fatalf("step-down at %v, new leader at %v: %s", stepDown, elected, c.describe())
+		}
+	}
+	t.Logf("old leader stepped down after %s, new leader after %s", stepDown.Sub(cut).Round(time.Millisecond), elected.Sub(cut).Round(time.Millisecond))
+	if !stepDown.Before(elected) {
+		t.Fatalf("a new leader appeared %s before the old one stepped down", stepDown.Sub(elected))
+	}
+}

@@ -214,7 +214,7 @@ func (c *Config) Validate() error {
 	checkMin("CommitTimeout", c.CommitTimeout, minCommitTimeout)
 	checkMin("SnapshotInterval", c.SnapshotInterval, minTimeout)
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
-		bad("LeaderLeaseTimeout", c.LeaderLeaseTimeout.String(), "must not exceed HeartbeatTimeout (%s): a deposed leader must step down before followers elect a new one", c.HeartbeatTimeout)
+		bad("LeaderLeaseTimeout", c.LeaderLeaseTimeout.String(), "must not exceed HeartbeatTimeout (%s); keep it well below, so that a deposed leader steps down before followers elect another", c.HeartbeatTimeout)
 	}
 	if c.ElectionTimeout < c.HeartbeatTimeout {
 		bad("ElectionTimeout", c.ElectionTimeout.String(), "must be at least HeartbeatTimeout (%s)", c.HeartbeatTimeout)
