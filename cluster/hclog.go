@@ -20,8 +20,9 @@ type hclogAdapter struct {
 	implied []any
 }
 
+// newHclog returns an hclog.Logger writing to l; every line carries logger=name.
 func newHclog(l *slog.Logger, name string) hclog.Logger {
-	return &hclogAdapter{log: l.With("component", name), name: name}
+	return &hclogAdapter{log: l, name: name}
 }
 
 func slogLevel(l hclog.Level) slog.Level {
@@ -68,7 +69,7 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if !h.log.Enabled(ctx, lvl) {
 		return
 	}
-	all := append(append([]any{}, h.implied...), args...)
+	all := append(append([]any{"logger", h.name}, h.implied...), args...)
 	h.log.Log(ctx, lvl, msg, slogArgs(all)...)
 }
 
@@ -108,7 +109,6 @@ func (h *hclogAdapter) Named(name string) hclog.Logger {
 func (h *hclogAdapter) ResetNamed(name string) hclog.Logger {
 	c := *h
 	c.name = name
-	c.log = h.log.With("logger", name)
 	return &c
 }
 

@@ -1,6 +1,15 @@
 // Package cluster runs Troop's Raft node: hashicorp/raft over TCP with raft-boltdb storage and
 // file snapshots, bootstrap and join, forwarding of writes and consistent reads to the leader,
 // leadership transfer and graceful leave. It feeds committed entries to an fsm.FSM.
+//
+// One TCP port carries both Raft and Troop's own RPC: the first byte of each connection says
+// which (as in Consul). Followers send writes, read-index requests, joins, removals and
+// leadership transfers to the leader over that RPC, at the Raft address Raft reports for the
+// leader, so no node needs another's API address. Errors cross the wire with their kind, so
+// errors.Is against fsm's and this package's sentinels works on a follower as on the leader.
+//
+// Goroutines: New starts none. Run starts Raft, the RPC server, the bootstrap or join loop and
+// the leadership watcher, and stops and waits for all of them before it returns.
 package cluster
 
 import "errors"

@@ -302,7 +302,7 @@ func TestHclogAdapter(t *testing.T) {
 	}
 	l.Named("snapshot").With("id", "1-2").Warn("snapshot failed", "error", errors.New("disk full"), "servers", hclog.Fmt("%d servers", 3))
 	out := buf.String()
-	for _, want := range []string{"level=WARN", `msg="snapshot failed"`, "component=raft", "logger=raft.snapshot", "id=1-2", `err="disk full"`, `servers="3 servers"`} {
+	for _, want := range []string{"level=WARN", `msg="snapshot failed"`, "logger=raft.snapshot", "id=1-2", `err="disk full"`, `servers="3 servers"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log line %q lacks %s", out, want)
 		}
