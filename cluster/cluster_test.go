@@ -243,8 +243,12 @@ func TestLaggingFollowerCatchesUpBySnapshot(t *testing.T) {
 	if got := f.adapter.restores.Load(); got < 1 {
 		t.Fatalf("follower caught up without installing a snapshot (restores = %d)", got)
 	}
-	stats := f.raft.Load().Stats()
-	if idx, _ := strconv.ParseUint(stats["last_snapshot_index"], 10, 64); idx <= behind {
+	// Raft records the installed snapshot just after the FSM has restored it.
+	var idx uint64
+	if err := poll(ctxTimeout(t, 5*time.Second), 5*time.Millisecond, func() bool {
+		idx, _ = strconv.ParseUint(f.raft.Load().Stats()["last_snapshot_index"], 10, 64)
+		return idx > behind
+	}); err != nil {
 		t.Fatalf("follower's last snapshot index %d, was at %d when cut off", idx, behind)
 	}
 	c.waitSame(5 * time.Second)
