@@ -10,10 +10,11 @@ import (
 
 // Backend is what the API needs from the agent's Raft node. cluster.Node implements it.
 type Backend interface {
-	// Apply validates c against the local state (returning fsm's ErrInvalid/ErrNotFound/
-	// ErrConflict errors without proposing anything), then commits it through the leader,
-	// forwarding when this node is a follower. The returned result is the FSM's; a non-nil
-	// Result.Err means the leader's FSM refused the entry.
+	// Apply validates c (returning fsm's ErrInvalid/ErrNotFound/ErrConflict errors without
+	// proposing anything), then commits it through the leader, forwarding when this node is a
+	// follower, and returns once this node has applied it. The leader's state decides validity;
+	// a lagging follower does not refuse what the leader accepts. A non-nil Result.Err means the
+	// leader's FSM refused the entry.
 	Apply(ctx context.Context, c fsm.Command) (fsm.Result, error)
 	// View returns this node's state, which may lag the leader.
 	View() *fsm.State

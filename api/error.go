@@ -27,7 +27,8 @@ func (e *Error) Error() string { return e.Message }
 
 // Unwrap maps the status to the error callers branch on, so that errors.Is(err, fsm.ErrNotFound)
 // works on what the Client returns: 400 is fsm.ErrInvalid, 404 fsm.ErrNotFound (an unknown
-// route, service, real server or peer), 409 fsm.ErrConflict, 503 cluster.ErrNoLeader.
+// route, service, real server or peer), 409 fsm.ErrConflict, 503 cluster.ErrNoLeader (no leader,
+// or the agent is starting or stopping), 502 cluster.ErrUnknownOutcome.
 func (e *Error) Unwrap() error {
 	switch e.StatusCode {
 	case http.StatusBadRequest:
@@ -38,6 +39,8 @@ func (e *Error) Unwrap() error {
 		return fsm.ErrConflict
 	case http.StatusServiceUnavailable:
 		return cluster.ErrNoLeader
+	case http.StatusBadGateway:
+		return cluster.ErrUnknownOutcome
 	}
 	return nil
 }
@@ -69,8 +72,11 @@ func errorFor(err error) *Error {
 		e.StatusCode = http.StatusNotFound
 	case errors.Is(err, fsm.ErrConflict):
 		e.StatusCode = http.StatusConflict
-	case errors.Is(err, cluster.ErrNoLeader):
+	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotRunning):
 		e.StatusCode = http.StatusServiceUnavailable
+	case errors.Is(err, cluster.ErrUnknownOutcome):
+		// The message says the write may have been committed: check before retrying.
+		e.StatusCode = http.StatusBadGateway
 	case errors.Is(err, context.DeadlineExceeded):
 		e.StatusCode = http.StatusGatewayTimeout
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -644,5 +645,48 @@ func TestDeposedLeaderStepsDownFirst(t *testing.T) {
 	t.Logf("old leader stepped down after %s, new leader after %s", stepDown.Sub(cut).Round(time.Millisecond), elected.Sub(cut).Round(time.Millisecond))
 	if !stepDown.Before(elected) {
 		t.Fatalf("a new leader appeared %s before the old one stepped down", stepDown.Sub(elected))
+	}
+}
+
+// A follower whose FSM lags does not refuse a command that is valid on the leader's state, and
+// once Apply returns through it, its own state shows the write (read your writes).
+func TestLaggingFollowerDefersToLeaderAndReadsItsWrites(t *testing.T) {
+	checkGoroutines(t)
+	slow := func(f raft.FSM) raft.FSM { return slowFSM{FSM: f, delay: 150 * time.Millisecond} }
+	c := newTestCluster(t, 3, clusterOpts{
+		wrapFSM: map[string]func(raft.FSM) raft.FSM{"n3": slow},
+		config: func(cfg *Config) {
+			if cfg.NodeID == "n3" {
+				cfg.HeartbeatTimeout, cfg.ElectionTimeout = 2*time.Second, 2*time.Second
+			}
+		},
+	})
+	leader := c.leader(10 * time.Second)
+	if leader.ID() == "n3" {
+		t.Fatal("slow node became leader")
+	}
+	slowNode := c.nodes["n3"]
+	ctx := ctxTimeout(t, 20*time.Second)
+	if _, err := leader.Apply(ctx, upsert(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := slowNode.View().Service("web1"); ok {
+		t.Log("the slow follower already had web1; this run did not exercise the lag")
+	}
+	// web1 does not exist yet on n3, but it does on the leader, which decides.
+	res, err := slowNode.Apply(ctx, fsm.UpsertReal("web1", fsm.Real{Address: netip.MustParseAddr("192.0.2.99")}))
+	if err != nil || res.Err != nil {
+		t.Fatalf("real add through a lagging follower: %v / %v", err, res.Err)
+	}
+	s, ok := slowNode.View().Service("web1")
+	if !ok {
+		t.Fatal("the follower's own state lacks web1 after Apply returned through it")
+	}
+	if _, ok := s.Real("192.0.2.99:1001"); !ok {
+		t.Fatalf("the follower's own state lacks the real it just added: %+v", s.Reals)
+	}
+	// Still, what the leader refuses is refused.
+	if _, err := slowNode.Apply(ctx, fsm.DeleteService("nope")); !errors.Is(err, fsm.ErrNotFound) {
+		t.Fatalf("deleting a missing service through a follower: err = %v, want ErrNotFound", err)
 	}
 }

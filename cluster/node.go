@@ -267,10 +267,11 @@ func (n *Node) running() (*raft.Raft, error) {
 // View returns this node's state, which may lag the leader's.
 func (n *Node) View() *fsm.State { return n.fsm.View() }
 
-// Apply validates c against the local state and returns fsm's error as is (ErrInvalid,
-// ErrNotFound, ErrConflict, ...) without proposing anything. Otherwise it commits c through the
-// leader, forwarding it when this node is a follower; the leader validates it again against its
-// own state before proposing. Across a leader change it retries, while ctx allows, as long as
+// Apply validates c and returns fsm's error as is (ErrInvalid, ErrNotFound, ErrConflict, ...)
+// without proposing anything. Otherwise it commits c through the leader, forwarding it when this
+// node is a follower, and returns once this node has applied it too (so a read or a write through
+// the same node sees it). The leader validates against its own state before proposing; a
+// follower's verdict on its possibly lagging state is only final when no leader can be asked. Across a leader change it retries, while ctx allows, as long as
 // the entry certainly was not appended; it waits at most 10 election timeouts for a leader.
 //
 // On success the result is the leader FSM's: a non-nil Result.Err means the entry was committed
@@ -286,12 +287,16 @@ func (n *Node) Apply(ctx context.Context, c fsm.Command) (fsm.Result, error) {
 		return fsm.Result{}, err
 	}
 	// Prepare a decoded copy: Prepare normalizes in place and c shares pointers with the caller.
-	if err := n.prepare(raw); err != nil {
-		return fsm.Result{}, err
-	}
+	localErr := n.prepare(raw)
 	r, err := n.running()
 	if err != nil {
+		if localErr != nil {
+			return fsm.Result{}, localErr
+		}
 		return fsm.Result{}, fmt.Errorf("apply %s: %w", c.Op, err)
+	}
+	if localErr != nil && r.State() == raft.Leader {
+		return fsm.Result{}, localErr
 	}
 	var res fsm.Result
 	err = n.retry(ctx, false, func(ctx context.Context) error {
@@ -300,6 +305,8 @@ func (n *Node) Apply(ctx context.Context, c fsm.Command) (fsm.Result, error) {
 			res, err = n.applyLeader(ctx, r, raw)
 			return err
 		}
+		// A follower's state may lag: what it refused (a service created a moment ago through
+		// another director "does not exist" here) is decided by the leader's state instead.
 		resp, err := n.forward(ctx, r, &rpcRequest{Op: opApply, Command: raw})
 		if err != nil {
 			return err
@@ -311,7 +318,15 @@ func (n *Node) Apply(ctx context.Context, c fsm.Command) (fsm.Result, error) {
 		if isInputError(err) {
 			return fsm.Result{}, err
 		}
+		if localErr != nil && errors.Is(err, ErrNoLeader) {
+			// No leader to ask: the local verdict on the input is the best answer.
+			return fsm.Result{}, localErr
+		}
 		return fsm.Result{}, fmt.Errorf("apply %s: %w", c.Op, err)
+	}
+	// Read your writes: once Apply returns, reads and writes through this node see the entry.
+	if err := n.waitApplied(ctx, r, res.Index); err != nil {
+		return res, fmt.Errorf("apply %s: committed at index %d but not yet applied here: %w", c.Op, res.Index, err)
 	}
 	return res, nil
 }
