@@ -317,22 +317,7 @@ func (s slowFSM) Apply(l *raft.Log) any {
 
 func TestConsistentViewOnFollowerSeesAcknowledgedWrite(t *testing.T) {
 	checkGoroutines(t)
-	slow := func(f raft.FSM) raft.FSM { return slowFSM{FSM: f, delay: 150 * time.Millisecond} }
-	// Only n3 is slow; the leader and the other follower make a fast quorum.
-	c := newTestCluster(t, 3, clusterOpts{
-		wrapFSM: map[string]func(raft.FSM) raft.FSM{"n3": slow},
-		config: func(cfg *Config) {
-			if cfg.NodeID == "n3" {
-				// Keep n3 a follower: it cannot start an election before the others.
-				cfg.HeartbeatTimeout, cfg.ElectionTimeout = 2*time.Second, 2*time.Second
-			}
-		},
-	})
-	leader := c.leader(10 * time.Second)
-	if leader.ID() == "n3" {
-		t.Fatal("slow node became leader")
-	}
-	slowNode := c.nodes["n3"]
+	c, leader, slowNode := newSlowFollowerCluster(t)
 	other := c.follower(slowNode)
 	ctx := ctxTimeout(t, 20*time.Second)
 
@@ -652,20 +637,7 @@ func TestDeposedLeaderStepsDownFirst(t *testing.T) {
 // once Apply returns through it, its own state shows the write (read your writes).
 func TestLaggingFollowerDefersToLeaderAndReadsItsWrites(t *testing.T) {
 	checkGoroutines(t)
-	slow := func(f raft.FSM) raft.FSM { return slowFSM{FSM: f, delay: 150 * time.Millisecond} }
-	c := newTestCluster(t, 3, clusterOpts{
-		wrapFSM: map[string]func(raft.FSM) raft.FSM{"n3": slow},
-		config: func(cfg *Config) {
-			if cfg.NodeID == "n3" {
-				cfg.HeartbeatTimeout, cfg.ElectionTimeout = 2*time.Second, 2*time.Second
-			}
-		},
-	})
-	leader := c.leader(10 * time.Second)
-	if leader.ID() == "n3" {
-		t.Fatal("slow node became leader")
-	}
-	slowNode := c.nodes["n3"]
+	_, leader, slowNode := newSlowFollowerCluster(t)
 	ctx := ctxTimeout(t, 20*time.Second)
 	if _, err := leader.Apply(ctx, upsert(1)); err != nil {
 		t.Fatal(err)
@@ -689,4 +661,25 @@ func TestLaggingFollowerDefersToLeaderAndReadsItsWrites(t *testing.T) {
 	if _, err := slowNode.Apply(ctx, fsm.DeleteService("nope")); !errors.Is(err, fsm.ErrNotFound) {
 		t.Fatalf("deleting a missing service through a follower: err = %v, want ErrNotFound", err)
 	}
+}
+
+// newSlowFollowerCluster starts three nodes of which n3 applies each entry 150 ms late and stays
+// a follower; the leader and the other follower make a fast quorum.
+func newSlowFollowerCluster(t *testing.T) (c *testCluster, leader, slowNode *testNode) {
+	t.Helper()
+	slow := func(f raft.FSM) raft.FSM { return slowFSM{FSM: f, delay: 150 * time.Millisecond} }
+	c = newTestCluster(t, 3, clusterOpts{
+		wrapFSM: map[string]func(raft.FSM) raft.FSM{"n3": slow},
+		config: func(cfg *Config) {
+			if cfg.NodeID == "n3" {
+				// Keep n3 a follower: it cannot start an election before the others.
+				cfg.HeartbeatTimeout, cfg.ElectionTimeout = 2*time.Second, 2*time.Second
+			}
+		},
+	})
+	leader = c.leader(10 * time.Second)
+	if leader.ID() == "n3" {
+		t.Fatal("slow node became leader")
+	}
+	return c, leader, c.nodes["n3"]
 }

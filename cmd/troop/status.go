@@ -41,7 +41,7 @@ func status(ctx context.Context, c *call) error {
 	fmt.Fprintf(tw, "Term:\t%d\n", st.Term)
 	fmt.Fprintf(tw, "Commit index:\t%d\n", st.CommitIndex)
 	fmt.Fprintf(tw, "Applied index:\t%d\n", st.AppliedIndex)
-	fmt.Fprintf(tw, "Table:\t%d services, %d real servers at index %d (%s)\n", st.Services, st.Reals, st.Index, meta.Consistency)
+	fmt.Fprintf(tw, "Table:\t%s, %s at index %d (%s)\n", count(st.Services, "service"), count(st.Reals, "real server"), st.Index, meta.Consistency)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -51,4 +51,12 @@ func status(ctx context.Context, c *call) error {
 		writeIPVSService(c.stdout, s, false)
 	}
 	return nil
+}
+
+// count writes n and the noun, in the plural unless n is 1.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

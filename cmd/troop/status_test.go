@@ -55,3 +55,11 @@ Table:         4 services, 5 real servers at index 9 (leader-verified)
 		t.Errorf("status -consistent without a leader: %q", errOut)
 	}
 }
+
+func TestCountNouns(t *testing.T) {
+	for n, want := range map[int]string{0: "0 real servers", 1: "1 real server", 2: "2 real servers"} {
+		if got := count(n, "real server"); got != want {
+			t.Errorf("count(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
