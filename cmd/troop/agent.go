@@ -72,17 +72,23 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 // loadAgentConfig reads the config file (or takes the -dev defaults) and applies the flags.
 func loadAgentConfig(o agentOptions) (config.Agent, error) {
-	var ac config.Agent
 	if o.dev {
-		ac = config.Agent{NodeID: "dev"}
-	} else {
-		src, err := os.ReadFile(o.configFile)
-		if err != nil {
-			return ac, err
+		if o.dataDir != "" {
+			return config.Agent{}, errors.New("-data-dir: a -dev agent keeps nothing on disk")
 		}
-		if ac, err = config.ParseAgent(o.configFile, src); err != nil {
-			return ac, err
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(orDefault(o.logLevel, "info"))); err != nil {
+			return config.Agent{}, fmt.Errorf("-log-level %q: must be one of debug, info, warn, error", o.logLevel)
 		}
+		return config.Agent{NodeID: "dev", LogLevel: o.logLevel}, nil
+	}
+	src, err := os.ReadFile(o.configFile)
+	if err != nil {
+		return config.Agent{}, err
+	}
+	ac, err := config.ParseAgent(o.configFile, src)
+	if err != nil {
+		return config.Agent{}, err
 	}
 	if o.dataDir != "" {
 		ac.DataDir = o.dataDir
@@ -90,11 +96,9 @@ func loadAgentConfig(o agentOptions) (config.Agent, error) {
 	if o.logLevel != "" {
 		ac.LogLevel = o.logLevel
 	}
-	if o.dataDir != "" || o.logLevel != "" {
-		// The overrides are validated like the file's values.
-		if err := ac.Validate(); err != nil && !o.dev {
-			return ac, err
-		}
+	// The overrides are held to the file's rules.
+	if err := ac.Validate(); err != nil {
+		return config.Agent{}, fmt.Errorf("%s with the command-line overrides: %w", o.configFile, err)
 	}
 	return ac, nil
 }
@@ -137,11 +141,10 @@ func orDefault(s, def string) string {
 	return s
 }
 
+// newLogger logs text at a level that loadAgentConfig has validated.
 func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
-	if err := l.UnmarshalText([]byte(orDefault(level, "info"))); err != nil {
-		l = slog.LevelInfo
-	}
+	l.UnmarshalText([]byte(orDefault(level, "info")))
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 

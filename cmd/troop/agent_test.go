@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/troop-lb/troop/cluster"
+	"github.com/troop-lb/troop/cmd/troop/internal/config"
+)
+
+func TestAgentCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.hcl")
+	os.WriteFile(bad, []byte("node_id = \"d1\"\ndata_dir = \"/tmp/x\"\nraft {\n  adress = \"127.0.0.1:9701\"\n}\n"), 0o644)
+	good := filepath.Join(dir, "good.hcl")
+	os.WriteFile(good, []byte("node_id = \"d1\"\ndata_dir = \"/tmp/x\"\n"), 0o644)
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"neither", nil, exitUsage, "give exactly one of -config FILE or -dev"},
+		{"both", []string{"-dev", "-config", good}, exitUsage, "give exactly one of -config FILE or -dev"},
+		{"unknown key", []string{"-config", bad}, exitError, `bad.hcl:4:3: raft: unknown key "adress"; did you mean "address"?`},
+		{"missing file", []string{"-config", filepath.Join(dir, "nope.hcl")}, exitError, "no such file"},
+		{"bad level override", []string{"-config", good, "-log-level", "loud"}, exitError, `"loud"`},
+		{"dev with data dir", []string{"-dev", "-data-dir", dir}, exitError, "-data-dir: a -dev agent keeps nothing on disk"},
+		{"dev with bad level", []string{"-dev", "-log-level", "loud"}, exitError, `-log-level "loud"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			code := runAgent(ctx, tt.args, &stdout, &stderr)
+			if code != tt.code || !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d containing %q", code, stderr.String(), tt.code, tt.want)
+			}
+		})
+	}
+}
+
+func TestClusterConfigOverlaysTheFile(t *testing.T) {
+	ac := config.Agent{NodeID: "d1", DataDir: "/var/lib/troop", Raft: config.Raft{
+		Address: "192.0.2.1:9701", ElectionTimeout: 500 * time.Millisecond,
+		Peers: []config.Peer{{ID: "d1", Address: "192.0.2.1:9701"}, {ID: "d2", Address: "192.0.2.2:9701"}},
+	}}
+	c := clusterConfig(ac, false, nil)
+	if c.NodeID != "d1" || c.DataDir != "/var/lib/troop" || c.BindAddr != "192.0.2.1:9701" {
+		t.Errorf("identity not taken from the file: %+v", c)
+	}
+	if c.ElectionTimeout != 500*time.Millisecond {
+		t.Errorf("election timeout %s, want the file's 500ms", c.ElectionTimeout)
+	}
+	if c.HeartbeatTimeout != cluster.DefaultHeartbeatTimeout || c.TrailingLogs != cluster.DefaultTrailingLogs {
+		t.Errorf("unset values lost their defaults: heartbeat %s, trailing logs %d", c.HeartbeatTimeout, c.TrailingLogs)
+	}
+	if len(c.Peers) != 2 || c.Peers[1] != (cluster.PeerConfig{ID: "d2", Address: "192.0.2.2:9701"}) {
+		t.Errorf("peers = %+v", c.Peers)
+	}
+	if d := clusterConfig(config.Agent{}, false, nil); d.BindAddr != config.DefaultRaftAddress {
+		t.Errorf("default bind address %q, want %q", d.BindAddr, config.DefaultRaftAddress)
+	}
+}
