@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -272,4 +273,30 @@ func TestLoopbackPool(t *testing.T) {
 		}
 		return p.hasService(leader, "web", "192.0.2.21:80", "192.0.2.22:80")
 	})
+
+	// A graceful stop (SIGTERM) of the leader hands leadership over before the process exits,
+	// so the pool does not wait out an election timeout, and the process exits cleanly.
+	cmd := p.proc[newLeader]
+	stopped := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("%s did not exit cleanly on SIGTERM: %v", newLeader, err)
+	}
+	delete(p.proc, newLeader)
+	var others []string
+	for _, n := range all {
+		if n != newLeader {
+			others = append(others, n)
+		}
+	}
+	// Without a handover the others would still name the stopped node their leader now,
+	// until their election timeout runs out.
+	if s, err := p.status(others[0]); err != nil || s.LeaderID == newLeader || s.LeaderID == "" {
+		t.Errorf("right after %s stopped, %s names leader %q (err %v); want a survivor it handed over to", newLeader, others[0], s.LeaderID, err)
+	}
+	handedTo := p.leaderOf(others...)
+	t.Logf("SIGTERM to leader %s: %s leads %s later", newLeader, handedTo, time.Since(stopped).Round(time.Millisecond))
+	p.cli(handedTo, "real", "add", "web", "192.0.2.23:80")
 }
