@@ -42,11 +42,14 @@ type FSM struct {
 	// st is guarded by mu; apply replaces the values in its maps instead of modifying them,
 	// so copies made by freeze stay valid without the lock.
 	st *State
+
+	watchMu  sync.Mutex // guards watchers
+	watchers map[*Watcher]struct{}
 }
 
 // New returns an empty state machine.
 func New(log *slog.Logger) *FSM {
-	return &FSM{log: log, st: newState()}
+	return &FSM{log: log, st: newState(), watchers: map[*Watcher]struct{}{}}
 }
 
 // Apply decodes and applies the log entry at index. It never panics on bad input: an entry of an
@@ -66,6 +69,8 @@ func (f *FSM) Apply(index uint64, data []byte) Result {
 	}
 	f.st.index = index
 	f.mu.Unlock()
+	// Watchers hear after the lock is released, so a View they take includes the change.
+	f.notify(res.Changed, false)
 	if err != nil {
 		res.Err = err
 		level := slog.LevelWarn
@@ -109,6 +114,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	f.mu.Lock()
 	f.st = st
 	f.mu.Unlock()
+	f.notify(nil, true)
 	return nil
 }
 

@@ -407,3 +407,37 @@ func TestTableCloneIsDeep(t *testing.T) {
 		t.Errorf("editing a clone changed the original: %+v", orig)
 	}
 }
+
+func TestWatcherCoalescesChanges(t *testing.T) {
+	a := &applier{t: t, f: testFSM(t)}
+	w := a.f.Watch()
+	a.mustApply(UpsertService(web()))
+	dns := Service{Name: "dns", VIP: netip.MustParseAddr("192.0.2.53"), Port: 53, Protocol: UDP}
+	a.mustApply(UpsertService(dns))
+	a.mustApply(SetWeight("web", "192.0.2.21:80", 4))
+	a.apply(DeleteService("nope")) // refused: changes nothing
+	select {
+	case <-w.C:
+	default:
+		t.Fatal("no signal after applies")
+	}
+	if names, all := w.Take(); strings.Join(names, ",") != "dns,web" || all {
+		t.Errorf("Take = %v, %v; want [dns web], false", names, all)
+	}
+	if names, all := w.Take(); len(names) != 0 || all {
+		t.Errorf("second Take = %v, %v; want nothing", names, all)
+	}
+	var snap bytes.Buffer
+	a.f.View().WriteTo(&snap)
+	if err := a.f.Restore(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if _, all := w.Take(); !all {
+		t.Error("a restore did not mark everything changed")
+	}
+	a.f.Unwatch(w)
+	a.mustApply(DeleteService("dns"))
+	if names, _ := w.Take(); len(names) != 0 {
+		t.Errorf("an unwatched watcher still hears: %v", names)
+	}
+}
