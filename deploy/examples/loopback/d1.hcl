@@ -8,6 +8,11 @@ api {
   address = "127.0.0.1:9710"
 }
 
+director {
+  # Three agents share this one kernel: only one dataplane could own it, so none runs.
+  enabled = false
+}
+
 raft {
   address = "127.0.0.1:9711"
 

@@ -31,6 +31,7 @@ type Agent struct {
 	LogLevel string
 	API      API
 	Raft     Raft
+	Director Director
 }
 
 // API configures the HTTP API.
@@ -103,6 +104,11 @@ func ParseAgent(filename string, src []byte) (Agent, error) {
 			"raft": {decode: func(b *hclsyntax.Block) {
 				if d.define("raft", b) {
 					d.raft(b, &a.Raft)
+				}
+			}},
+			"director": {decode: func(b *hclsyntax.Block) {
+				if d.define("director", b) {
+					d.director(b, &a.Director)
 				}
 			}},
 		},
@@ -225,6 +231,7 @@ func (a Agent) problems() []*fsm.FieldError {
 		}
 	}
 	ps = append(ps, peerProblems(a.NodeID, r.Peers)...)
+	ps = append(ps, a.Director.problems()...)
 
 	timeouts := []struct {
 		field string

@@ -204,6 +204,23 @@ raft {
 		},
 	},
 	{
+		name: "director values",
+		src:  head + "director {\n  sync_daemon { sync_id = 300 }\n  ipvs { enabled = \"no\" }\n}\n",
+		want: []string{
+			`agent.hcl:4:17: director sync_daemon sync_id: "300": must be 0–255`,
+			`agent.hcl:5:10: director ipvs enabled: "no": must be true or false`,
+		},
+	},
+	{
+		name: "director rules",
+		src:  head + "director {\n  interface = \"eth 0\"\n  announce { interval = \"500ms\" }\n  sync_daemon { sync_id = 1 }\n}\n",
+		want: []string{
+			`agent.hcl:4:3: director interface: "eth 0": is not a valid interface name`,
+			`agent.hcl:5:14: director announce interval: "500ms": must be at least 1.1s: Linux ignores a second ARP update within its 1 s locktime`,
+			`agent.hcl:6:3: director sync_daemon interface: is required`,
+		},
+	},
+	{
 		name: "blocks twice",
 		src:  head + "api {}\napi {}\nraft {}\nraft {}\n",
 		want: []string{
@@ -246,5 +263,46 @@ raft peer: "d1": is defined twice
 raft heartbeat_timeout: "-1s": must be at least 5ms`
 	if err.Error() != want {
 		t.Errorf("Validate():\n%v\nwant:\n%s", err, want)
+	}
+}
+
+func TestParseAgentDirector(t *testing.T) {
+	src := `node_id = "d1"
+data_dir = "/var/lib/troop"
+director {
+  interface          = "eth0"
+  reconcile_interval = "10s"
+  drain_period       = "1m"
+  ipvs { enabled = false }
+  announce {
+    repeats  = 3
+    interval = "2s"
+    refresh  = "1m"
+  }
+  sync_daemon {
+    interface = "eth1"
+    sync_id   = 7
+  }
+}
+`
+	got, err := ParseAgent("agent.hcl", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	no := false
+	want := Director{
+		Interface: "eth0", IPVS: &no, ReconcileInterval: 10 * time.Second, DrainPeriod: time.Minute,
+		Announce:   Announce{Repeats: 3, Interval: 2 * time.Second, Refresh: time.Minute},
+		SyncDaemon: &SyncDaemon{Interface: "eth1", SyncID: 7},
+	}
+	if !reflect.DeepEqual(got.Director, want) {
+		t.Errorf("director:\n got %+v\nwant %+v", got.Director, want)
+	}
+	off, err := ParseAgent("agent.hcl", []byte(`node_id = "d1"
+data_dir = "/x"
+director { enabled = false }
+`))
+	if err != nil || off.Director.Enabled == nil || *off.Director.Enabled {
+		t.Errorf("enabled = false: %+v, %v", off.Director.Enabled, err)
 	}
 }
