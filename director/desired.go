@@ -116,6 +116,9 @@ func EffectiveHealth(s *fsm.Service, h fsm.Health) fsm.Health {
 //     or admin draining;
 //   - at its configured weight otherwise.
 //
+// Thresholds are carried through, except a lower threshold without an upper one (dropped: the
+// kernel refuses it with ERANGE, and it has no effect without an upper threshold).
+//
 // Health unknown is read as EffectiveHealth says. When no destination would take new
 // connections (none at a weight above 0), the fallback server is installed at weight 1, with the
 // fallback's forwarding or else the service's; if its address is also a real server's, that
@@ -159,10 +162,13 @@ func DesiredFor(s *fsm.Service, health func(realID string) fsm.Health, opts Opti
 		if fwd == "" {
 			fwd = s.Forwarding
 		}
-		dests = append(dests, Destination{
-			DestinationKey: dk, Forwarding: fwd, Weight: weight,
-			UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold,
-		})
+		x := Destination{DestinationKey: dk, Forwarding: fwd, Weight: weight, UpperThreshold: r.UpperThreshold}
+		// The kernel refuses a lower threshold above the upper one even when the upper is 0 (no
+		// limit), which the FSM accepts; without an upper threshold the lower one means nothing.
+		if r.UpperThreshold != 0 {
+			x.LowerThreshold = r.LowerThreshold
+		}
+		dests = append(dests, x)
 		serving = serving || weight > 0
 	}
 

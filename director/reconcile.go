@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -100,7 +101,7 @@ func (d Drift) Total() int {
 	return d.ServicesMissing + d.ServicesChanged + d.DestinationsMissing + d.DestinationsChanged + d.DestinationsStray
 }
 
-// Writes is the number of kernel writes the report counts by object.
+// changes is the number of kernel writes the report counts by object.
 func (r Report) changes() int {
 	return r.Services.Created + r.Services.Updated + r.Services.Removed +
 		r.Destinations.Created + r.Destinations.Updated + r.Destinations.Removed
@@ -202,6 +203,18 @@ func NewReconciler(k IPVS, owned *Ownership, opts Options, log *slog.Logger) (*R
 	}, nil
 }
 
+// Drains returns a copy of the drain bookkeeping: the destinations being drained out of each
+// service, and since when.
+func (r *Reconciler) Drains() Drains {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(Drains, len(r.drains))
+	for k, m := range r.drains {
+		out[k] = maps.Clone(m)
+	}
+	return out
+}
+
 // pass is the work of one Sync or SyncServices call.
 type pass struct {
 	r     *Reconciler
@@ -251,10 +264,10 @@ func (p *pass) finish(kind string) (Report, error) {
 	return p.rep, &SyncError{Errs: p.errs, Total: p.rep.Errors}
 }
 
-// isMissingService reports whether err says the service does not exist (ESRCH; ENOENT too, as
-// some paths of the kernel and of cloudflare/ipvs report it).
+// isMissingService reports whether err says the service does not exist (ESRCH). ENOENT is not
+// that: for a service call it means an unknown scheduler.
 func isMissingService(err error) bool {
-	return errors.Is(err, syscall.ESRCH) || errors.Is(err, os.ErrNotExist)
+	return errors.Is(err, syscall.ESRCH)
 }
 
 // Sync compares the whole IPVS table with st and repairs every difference in the services
@@ -345,6 +358,10 @@ func (r *Reconciler) syncAll(ctx context.Context, st *fsm.State) (Report, error)
 	for k := range r.applied {
 		if _, ok := wanted[k]; !ok {
 			delete(r.applied, k)
+		}
+	}
+	for k := range r.drains {
+		if _, ok := wanted[k]; !ok {
 			delete(r.drains, k)
 		}
 	}
