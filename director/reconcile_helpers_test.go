@@ -96,7 +96,7 @@ func (c *clock) advance(d time.Duration) { c.now = c.now.Add(d) }
 
 // testLogger routes the reconciler's log lines to t.Log.
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 type tWriter struct{ t testing.TB }
@@ -180,4 +180,32 @@ func normalizeSpace(s string) string {
 		lines[i] = strings.Join(strings.Fields(l), " ")
 	}
 	return strings.Join(lines, "\n")
+}
+
+// summary prints the non-zero counts of a report, in a fixed order, for diffing.
+func summary(r director.Report) string {
+	var parts []string
+	add := func(name string, n int) {
+		if n != 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", name, n))
+		}
+	}
+	add("services.created", r.Services.Created)
+	add("services.updated", r.Services.Updated)
+	add("services.removed", r.Services.Removed)
+	add("destinations.created", r.Destinations.Created)
+	add("destinations.updated", r.Destinations.Updated)
+	add("destinations.removed", r.Destinations.Removed)
+	add("adopted", r.Adopted)
+	add("drift.services_missing", r.Drift.ServicesMissing)
+	add("drift.services_changed", r.Drift.ServicesChanged)
+	add("drift.destinations_missing", r.Drift.DestinationsMissing)
+	add("drift.destinations_changed", r.Drift.DestinationsChanged)
+	add("drift.destinations_stray", r.Drift.DestinationsStray)
+	add("drains.started", r.DrainsStarted)
+	add("drains.finished", r.DrainsFinished)
+	add("draining", r.Draining)
+	add("errors", r.Errors)
+	parts = append(parts, fmt.Sprintf("calls=%d", r.Calls), fmt.Sprintf("writes=%d", r.Writes))
+	return strings.Join(parts, " ")
 }
