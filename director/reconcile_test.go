@@ -540,14 +540,19 @@ func TestNoOwnershipRecordNoCreate(t *testing.T) {
 }
 
 func TestNewReconcilerRefusesBadInput(t *testing.T) {
-	k := ipvsfake.New()
-	for name, f := range map[string]func() (*director.Reconciler, error){
-		"no kernel":       func() (*director.Reconciler, error) { return director.NewReconciler(nil, director.NewOwnership(), director.Options{}, nil) },
-		"no ownership":    func() (*director.Reconciler, error) { return director.NewReconciler(k, nil, director.Options{}, nil) },
-		"negative period": func() (*director.Reconciler, error) { return director.NewReconciler(k, director.NewOwnership(), director.Options{DrainPeriod: -1}, nil) },
+	k, own := ipvsfake.New(), director.NewOwnership()
+	for _, tt := range []struct {
+		name string
+		k    director.IPVS
+		own  *director.Ownership
+		opts director.Options
+	}{
+		{"no kernel", nil, own, director.Options{}},
+		{"no ownership", k, nil, director.Options{}},
+		{"negative drain period", k, own, director.Options{DrainPeriod: -time.Second}},
 	} {
-		if _, err := f(); err == nil {
-			t.Errorf("%s: no error", name)
+		if _, err := director.NewReconciler(tt.k, tt.own, tt.opts, nil); err == nil {
+			t.Errorf("%s: no error", tt.name)
 		}
 	}
 }
