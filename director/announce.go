@@ -490,12 +490,19 @@ func (a *NetAnnouncer) announceLoop(ctx context.Context, s *vipSchedule) {
 }
 
 // nextRound is when the round after `repeats` repeats of the burst at burstAt is due (the last
-// round having gone out at last), or zero for none: repeats are spaced from the burst so that
-// a late wake-up does not push the later ones back; refreshes follow the last round.
+// round having gone out at last), or zero for none. Repeats are timed from the burst, so that
+// a slightly late wake-up does not push the later ones back, but never closer than Interval
+// to the last round: after a long stall (a paused process) the missed repeats are not sent
+// back to back, where receivers would ignore all but the first. Refreshes follow the last
+// round.
 func (a *NetAnnouncer) nextRound(burstAt time.Time, repeats int, last time.Time) time.Time {
 	switch {
 	case repeats < a.cfg.Repeats:
-		return burstAt.Add(time.Duration(repeats+1) * a.cfg.Interval)
+		next := burstAt.Add(time.Duration(repeats+1) * a.cfg.Interval)
+		if earliest := last.Add(a.cfg.Interval); next.Before(earliest) {
+			next = earliest
+		}
+		return next
 	case a.cfg.Refresh > 0:
 		return last.Add(a.cfg.Refresh)
 	}

@@ -144,3 +144,30 @@ func parseNDP(m ndp.Message, src netip.Addr) (Observed, error) {
 	}
 	return o, nil
 }
+
+// garpFrame builds the Ethernet frame of a gratuitous ARP request or reply (see PacketIO).
+func garpFrame(mac net.HardwareAddr, vip netip.Addr, kind PacketKind) ([]byte, error) {
+	op, tha := arp.OperationRequest, net.HardwareAddr{0, 0, 0, 0, 0, 0}
+	if kind == ARPReply {
+		op, tha = arp.OperationReply, mac
+	}
+	pkt, err := arp.NewPacket(op, mac, vip, tha, vip)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := pkt.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	f := &ethernet.Frame{Destination: ethernet.Broadcast, Source: mac, EtherType: ethernet.EtherTypeARP, Payload: payload}
+	return f.MarshalBinary()
+}
+
+// unsolicitedNA is the neighbour advertisement that announces vip at mac (see PacketIO).
+func unsolicitedNA(mac net.HardwareAddr, vip netip.Addr) *ndp.NeighborAdvertisement {
+	return &ndp.NeighborAdvertisement{
+		Override:      true,
+		TargetAddress: vip,
+		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: mac}},
+	}
+}

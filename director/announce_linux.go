@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
@@ -240,33 +239,6 @@ func (p *PacketIO) sendARP(l *sendLink, vip netip.Addr, kind PacketKind) error {
 	}
 	_, err = l.arp.WriteTo(frame, &packet.Addr{HardwareAddr: ethernet.Broadcast})
 	return err
-}
-
-// garpFrame builds the Ethernet frame of a gratuitous ARP request or reply (see PacketIO).
-func garpFrame(mac net.HardwareAddr, vip netip.Addr, kind PacketKind) ([]byte, error) {
-	op, tha := arp.OperationRequest, net.HardwareAddr{0, 0, 0, 0, 0, 0}
-	if kind == ARPReply {
-		op, tha = arp.OperationReply, mac
-	}
-	pkt, err := arp.NewPacket(op, mac, vip, tha, vip)
-	if err != nil {
-		return nil, err
-	}
-	payload, err := pkt.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	f := &ethernet.Frame{Destination: ethernet.Broadcast, Source: mac, EtherType: ethernet.EtherTypeARP, Payload: payload}
-	return f.MarshalBinary()
-}
-
-// unsolicitedNA is the neighbour advertisement that announces vip at mac (see PacketIO).
-func unsolicitedNA(mac net.HardwareAddr, vip netip.Addr) *ndp.NeighborAdvertisement {
-	return &ndp.NeighborAdvertisement{
-		Override:      true,
-		TargetAddress: vip,
-		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: mac}},
-	}
 }
 
 func (p *PacketIO) sendNA(l *sendLink, vip netip.Addr) error {

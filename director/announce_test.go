@@ -1,0 +1,584 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// annClock is a Clock that moves only when told (tailscale tstest/clock style). Every timer it
+// arms is reported on armed, so a test knows when a goroutine has finished a step and is
+// waiting again, without sleeping.
+type annClock struct {
+	mu     sync.Mutex // guards now and timers
+	now    time.Time
+	timers []*annTimer
+	armed  chan time.Duration
+}
+
+type annTimer struct {
+	at time.Time
+	c  chan time.Time
+}
+
+var annClockStart = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func newAnnClock() *annClock {
+	return &annClock{now: annClockStart, armed: make(chan time.Duration, 1000)}
+}
+
+func (c *annClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *annClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
+	c.mu.Lock()
+	t := &annTimer{at: c.now.Add(d), c: make(chan time.Time, 1)}
+	if d <= 0 {
+		t.c <- c.now
+	} else {
+		c.timers = append(c.timers, t)
+	}
+	c.mu.Unlock()
+	c.armed <- d
+	return t.c, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		n := len(c.timers)
+		c.timers = slices.DeleteFunc(c.timers, func(x *annTimer) bool { return x == t })
+		return len(c.timers) < n
+	}
+}
+
+// Advance moves the clock and fires the timers that are due.
+func (c *annClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	c.timers = slices.DeleteFunc(c.timers, func(t *annTimer) bool {
+		if t.at.After(c.now) {
+			return false
+		}
+		t.c <- c.now
+		return true
+	})
+}
+
+// waitArmed returns the duration of the next timer armed.
+func (c *annClock) waitArmed(t *testing.T) time.Duration {
+	t.Helper()
+	select {
+	case d := <-c.armed:
+		return d
+	case <-time.After(5 * time.Second):
+		t.Fatal("no timer was armed")
+		return 0
+	}
+}
+
+// annPacket is one Send call.
+type annPacket struct {
+	at    time.Duration // since annClockStart
+	iface string
+	vip   netip.Addr
+	kind  PacketKind
+}
+
+func (p annPacket) String() string {
+	return fmt.Sprintf("%5.1fs %s %s on %s", p.at.Seconds(), p.kind, p.vip, p.iface)
+}
+
+// annSender records what would be sent, stamped with the fake clock.
+type annSender struct {
+	clock *annClock
+	sent  chan annPacket
+
+	mu   sync.Mutex
+	fail error // returned by every Send while set
+}
+
+func newAnnSender(c *annClock) *annSender {
+	return &annSender{clock: c, sent: make(chan annPacket, 1000)}
+}
+
+func (s *annSender) Send(iface string, vip netip.Addr, kind PacketKind) error {
+	s.sent <- annPacket{at: s.clock.Now().Sub(annClockStart), iface: iface, vip: vip, kind: kind}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fail
+}
+
+func (s *annSender) setFail(err error) {
+	s.mu.Lock()
+	s.fail = err
+	s.mu.Unlock()
+}
+
+// take returns the next n packets sent, rendered one per line.
+func (s *annSender) take(t *testing.T, n int) string {
+	t.Helper()
+	var b strings.Builder
+	for range n {
+		select {
+		case p := <-s.sent:
+			b.WriteString(p.String() + "\n")
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only these packets were sent:\n%s", b.String())
+		}
+	}
+	return b.String()
+}
+
+// none checks that nothing more was sent.
+func (s *annSender) none(t *testing.T) {
+	t.Helper()
+	select {
+	case p := <-s.sent:
+		t.Errorf("unexpected packet: %s", p)
+	default:
+	}
+}
+
+type annTest struct {
+	t      *testing.T
+	clock  *annClock
+	sender *annSender
+	a      *NetAnnouncer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// newAnnTest builds an announcer on a fake clock and sender; run starts it.
+func newAnnTest(t *testing.T, cfg AnnouncerConfig, l Listener) *annTest {
+	t.Helper()
+	c := newAnnClock()
+	s := newAnnSender(c)
+	a, err := NewNetAnnouncer(AnnouncerOptions{Config: cfg, Sender: s, Listener: l, Clock: c, Log: annLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &annTest{t: t, clock: c, sender: s, a: a}
+}
+
+func (at *annTest) run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	at.cancel, at.done = cancel, make(chan error, 1)
+	go func() { at.done <- at.a.Run(ctx) }()
+	at.t.Cleanup(at.stop)
+}
+
+// stop ends Run and waits for it: every goroutine it owns has ended when it returns.
+func (at *annTest) stop() {
+	if at.cancel == nil {
+		return
+	}
+	at.cancel()
+	at.cancel = nil
+	select {
+	case err := <-at.done:
+		if err != nil {
+			at.t.Errorf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		at.t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// step advances the clock by d and returns what was sent then (n packets).
+func (at *annTest) step(d time.Duration, n int) string {
+	at.t.Helper()
+	at.clock.Advance(d)
+	return at.sender.take(at.t, n)
+}
+
+func (at *annTest) expectArmed(want time.Duration) {
+	at.t.Helper()
+	if got := at.clock.waitArmed(at.t); got != want {
+		at.t.Fatalf("timer armed for %s, want %s", got, want)
+	}
+}
+
+func (at *annTest) stats(vip netip.Addr) AnnounceStats {
+	for _, s := range at.a.Stats() {
+		if s.VIP == vip {
+			return s
+		}
+	}
+	return AnnounceStats{}
+}
+
+func annDiff(t *testing.T, what, got, want string) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s:\n%s\nwant:\n%s", what, got, want)
+	}
+}
+
+var (
+	annVIP4 = netip.MustParseAddr("192.0.2.10")
+	annVIP6 = netip.MustParseAddr("2001:db8::10")
+)
+
+func TestAnnounceDefaultSchedule(t *testing.T) {
+	at := newAnnTest(t, AnnouncerConfig{}, nil)
+	at.run()
+	at.a.Announce("eth0", annVIP4)
+	got := at.sender.take(t, 2)
+	for i := range DefaultAnnounceRepeats {
+		at.expectArmed(DefaultAnnounceInterval)
+		got += at.step(DefaultAnnounceInterval, 2)
+		_ = i
+	}
+	annDiff(t, "IPv4 schedule", got, `  0.0s arp-request 192.0.2.10 on eth0
+  0.0s arp-reply 192.0.2.10 on eth0
+  1.1s arp-request 192.0.2.10 on eth0
+  1.1s arp-reply 192.0.2.10 on eth0
+  2.2s arp-request 192.0.2.10 on eth0
+  2.2s arp-reply 192.0.2.10 on eth0
+  3.3s arp-request 192.0.2.10 on eth0
+  3.3s arp-reply 192.0.2.10 on eth0
+  4.4s arp-request 192.0.2.10 on eth0
+  4.4s arp-reply 192.0.2.10 on eth0
+  5.5s arp-request 192.0.2.10 on eth0
+  5.5s arp-reply 192.0.2.10 on eth0
+`)
+	// Refresh is off: after the repeats the schedule waits for nothing but a new burst.
+	at.clock.Advance(time.Hour)
+	at.a.Stop(annVIP4) // returns once the VIP's goroutine has ended
+	at.sender.none(t)
+	if len(at.clock.armed) != 0 {
+		t.Errorf("a timer was armed after the last repeat")
+	}
+	st := at.stats(annVIP4)
+	if st.Sent != 12 || st.Errors != 0 || st.Announcing || st.Iface != "eth0" {
+		t.Errorf("stats = %+v, want 12 sent on eth0, not announcing", st)
+	}
+}
+
+func TestAnnounceIPv6BurstAndRepeats(t *testing.T) {
+	at := newAnnTest(t, AnnouncerConfig{Burst: 3, Repeats: 2, Interval: 2 * time.Second}, nil)
+	at.run()
+	at.a.Announce("eth1", annVIP6)
+	got := at.sender.take(t, 3)
+	at.expectArmed(2 * time.Second)
+	got += at.step(2*time.Second, 1)
+	at.expectArmed(2 * time.Second)
+	got += at.step(2*time.Second, 1)
+	annDiff(t, "IPv6 schedule", got, `  0.0s neighbor-advertisement 2001:db8::10 on eth1
+  0.0s neighbor-advertisement 2001:db8::10 on eth1
+  0.0s neighbor-advertisement 2001:db8::10 on eth1
+  2.0s neighbor-advertisement 2001:db8::10 on eth1
+  4.0s neighbor-advertisement 2001:db8::10 on eth1
+`)
+	at.a.Stop(annVIP6)
+	at.sender.none(t)
+}
+
+func TestAnnounceStopCancels(t *testing.T) {
+	at := newAnnTest(t, AnnouncerConfig{}, nil)
+	at.run()
+	at.a.Announce("eth0", annVIP4)
+	at.a.Announce("eth0", netip.MustParseAddr("192.0.2.11"))
+	at.sender.take(t, 4)
+	at.expectArmed(DefaultAnnounceInterval)
+	at.expectArmed(DefaultAnnounceInterval)
+	at.a.Stop(annVIP4)
+	// Only the other VIP goes on.
+	annDiff(t, "after Stop", at.step(DefaultAnnounceInterval, 2), `  1.1s arp-request 192.0.2.11 on eth0
+  1.1s arp-reply 192.0.2.11 on eth0
+`)
+	at.a.Stop(netip.MustParseAddr("192.0.2.11"))
+	at.clock.Advance(time.Minute)
+	at.sender.none(t)
+	at.a.Stop(annVIP4) // again: no error, nothing to wait for
+	if st := at.stats(annVIP4); st.Sent != 2 || st.Announcing {
+		t.Errorf("stats = %+v, want 2 sent, not announcing", st)
+	}
+}
+
+func TestAnnounceRefresh(t *testing.T) {
+	at := newAnnTest(t, AnnouncerConfig{Repeats: 1, Refresh: 30 * time.Second}, nil)
+	at.run()
+	at.a.Announce("eth0", annVIP6)
+	got := at.sender.take(t, 1)
+	at.expectArmed(DefaultAnnounceInterval)
+	got += at.step(DefaultAnnounceInterval, 1)
+	for range 3 {
+		at.expectArmed(30 * time.Second)
+		got += at.step(30*time.Second, 1)
+	}
+	annDiff(t, "refresh", got, `  0.0s neighbor-advertisement 2001:db8::10 on eth0
+  1.1s neighbor-advertisement 2001:db8::10 on eth0
+ 31.1s neighbor-advertisement 2001:db8::10 on eth0
+ 61.1s neighbor-advertisement 2001:db8::10 on eth0
+ 91.1s neighbor-advertisement 2001:db8::10 on eth0
+`)
+}
+
+func TestAnnounceAgainRestartsBurst(t *testing.T) {
+	at := newAnnTest(t, AnnouncerConfig{Repeats: 2}, nil)
+	at.run()
+	at.a.Announce("eth0", annVIP6)
+	got := at.sender.take(t, 1)
+	at.expectArmed(1100 * time.Millisecond)
+	at.clock.Advance(500 * time.Millisecond)
+	at.a.Announce("eth0", annVIP6) // a new takeover: burst now, repeats counted from it
+	got += at.sender.take(t, 1)
+	at.expectArmed(1100 * time.Millisecond)
+	got += at.step(1100*time.Millisecond, 1)
+	at.expectArmed(1100 * time.Millisecond)
+	got += at.step(1100*time.Millisecond, 1)
+	annDiff(t, "restart", got, `  0.0s neighbor-advertisement 2001:db8::10 on eth0
+  0.5s neighbor-advertisement 2001:db8::10 on eth0
+  1.6s neighbor-advertisement 2001:db8::10 on eth0
+  2.7s neighbor-advertisement 2001:db8::10 on eth0
+`)
+	// Moving the VIP to another interface stops the old schedule and starts a new one.
+	at.a.Announce("eth1", annVIP6)
+	annDiff(t, "moved", at.sender.take(t, 1), "  2.7s neighbor-advertisement 2001:db8::10 on eth1\n")
+	if st := at.stats(annVIP6); st.Iface != "eth1" || !st.Announcing || st.Sent != 5 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestAnnounceBeforeAndAfterRun(t *testing.T) {
+	at := newAnnTest(t, AnnouncerConfig{Repeats: -1}, nil)
+	at.a.Announce("eth0", annVIP4) // recorded; starts with Run
+	at.a.Announce("eth0", netip.MustParseAddr("192.0.2.99"))
+	at.a.Stop(netip.MustParseAddr("192.0.2.99")) // never started: nothing to wait for
+	at.sender.none(t)
+	at.run()
+	annDiff(t, "on Run", at.sender.take(t, 2), `  0.0s arp-request 192.0.2.10 on eth0
+  0.0s arp-reply 192.0.2.10 on eth0
+`)
+	at.stop()
+	at.a.Announce("eth0", annVIP6) // after Run: recorded, never sent
+	at.a.Stop(annVIP6)
+	at.sender.none(t)
+	if err := at.a.Run(context.Background()); err == nil {
+		t.Error("a second Run succeeded")
+	}
+}
+
+func TestAnnounceSendErrorsCounted(t *testing.T) {
+	at := newAnnTest(t, AnnouncerConfig{Repeats: 1}, nil)
+	at.sender.setFail(errors.New("network is down"))
+	at.run()
+	at.a.Announce("eth0", annVIP4)
+	at.sender.take(t, 2)
+	at.expectArmed(DefaultAnnounceInterval)
+	at.sender.setFail(nil)
+	at.step(DefaultAnnounceInterval, 2) // the schedule went on
+	at.a.Stop(annVIP4)
+	st := at.stats(annVIP4)
+	if st.Errors != 2 || st.Sent != 2 || st.LastError != "network is down" {
+		t.Errorf("stats = %+v, want 2 errors and 2 sent", st)
+	}
+}
+
+func TestAnnounceRunStopsEverything(t *testing.T) {
+	l := newAnnListener()
+	at := newAnnTest(t, AnnouncerConfig{}, l)
+	at.run()
+	for i := range 20 {
+		at.a.Announce(fmt.Sprintf("eth%d", i%3), netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)}))
+	}
+	at.sender.take(t, 40)
+	at.stop() // returns only once all 20 schedules and 3 watches have ended
+	if n := l.active(); n != 0 {
+		t.Errorf("%d watches still listening after Run returned", n)
+	}
+}
+
+func TestAnnouncerConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  AnnouncerConfig
+		want string
+	}{
+		{AnnouncerConfig{}, ""},
+		{AnnouncerConfig{Burst: 5, Repeats: -1, Interval: 2 * time.Second, Refresh: time.Minute}, ""},
+		{AnnouncerConfig{Interval: time.Second}, "announce interval 1s: must be at least 1.1s"},
+		{AnnouncerConfig{Burst: 11}, "announce burst 11: must be 1–10"},
+		{AnnouncerConfig{Repeats: 101}, "announce repeats 101"},
+		{AnnouncerConfig{Refresh: time.Second}, "announce refresh 1s: must be off (0) or at least the interval 1.1s"},
+		{AnnouncerConfig{ConflictHoldoff: -time.Second}, "announce conflict holdoff -1s"},
+	} {
+		err := tc.cfg.Validate()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("Validate(%+v) = %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+	if _, err := NewNetAnnouncer(AnnouncerOptions{}); err == nil {
+		t.Error("NewNetAnnouncer without a Sender succeeded")
+	}
+}
+
+// annListener is a Listener whose packets the test injects.
+type annListener struct {
+	mu      sync.Mutex
+	handles map[string]func(Observed)
+	fail    map[string]int // iface -> Listen calls still to fail
+	opened  chan string
+}
+
+func newAnnListener() *annListener {
+	return &annListener{handles: map[string]func(Observed){}, fail: map[string]int{}, opened: make(chan string, 100)}
+}
+
+var annOurMAC = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0a}
+
+func (l *annListener) HardwareAddr(string) (net.HardwareAddr, error) { return annOurMAC, nil }
+
+func (l *annListener) Listen(ctx context.Context, iface string, handle func(Observed)) error {
+	l.mu.Lock()
+	if l.fail[iface] > 0 {
+		l.fail[iface]--
+		l.mu.Unlock()
+		return errors.New("socket: operation not permitted")
+	}
+	l.handles[iface] = handle
+	l.mu.Unlock()
+	l.opened <- iface
+	<-ctx.Done()
+	l.mu.Lock()
+	delete(l.handles, iface)
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *annListener) active() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.handles)
+}
+
+// inject delivers o as if seen on iface.
+func (l *annListener) inject(t *testing.T, iface string, o Observed) {
+	t.Helper()
+	l.mu.Lock()
+	h := l.handles[iface]
+	l.mu.Unlock()
+	if h == nil {
+		t.Fatalf("nobody listens on %s", iface)
+	}
+	h(o)
+}
+
+func (l *annListener) waitOpened(t *testing.T, iface string) {
+	t.Helper()
+	select {
+	case got := <-l.opened:
+		if got != iface {
+			t.Fatalf("listening on %s, want %s", got, iface)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no watch opened on %s", iface)
+	}
+}
+
+var annOtherMAC = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0b}
+
+func TestConflictReannouncesWithinHoldoff(t *testing.T) {
+	l := newAnnListener()
+	at := newAnnTest(t, AnnouncerConfig{}, l)
+	at.run()
+	at.a.Announce("eth0", annVIP6)
+	at.sender.take(t, 1)
+	at.expectArmed(DefaultAnnounceInterval)
+	l.waitOpened(t, "eth0")
+
+	claim := Observed{Kind: NeighborAdvertisement, SenderIP: netip.MustParseAddr("fe80::b"), TargetIP: annVIP6, LinkAddr: annOtherMAC}
+	l.inject(t, "eth0", claim) // at 0 s: within the holdoff of the takeover burst
+	// The schedule re-arms for its next repeat; the conflict burst waits for 5 s.
+	at.expectArmed(DefaultAnnounceInterval)
+	l.inject(t, "eth0", claim) // covered by the burst already waiting
+	at.expectArmed(DefaultAnnounceInterval)
+	got := ""
+	for i := range 4 {
+		got += at.step(DefaultAnnounceInterval, 1)
+		if i < 3 {
+			at.expectArmed(DefaultAnnounceInterval)
+		}
+	}
+	at.expectArmed(600 * time.Millisecond) // 4.4 s → 5.0 s
+	got += at.step(600*time.Millisecond, 1)
+	at.expectArmed(DefaultAnnounceInterval) // the new burst's first repeat
+	got += at.step(DefaultAnnounceInterval, 1)
+	annDiff(t, "conflict burst", got, `  1.1s neighbor-advertisement 2001:db8::10 on eth0
+  2.2s neighbor-advertisement 2001:db8::10 on eth0
+  3.3s neighbor-advertisement 2001:db8::10 on eth0
+  4.4s neighbor-advertisement 2001:db8::10 on eth0
+  5.0s neighbor-advertisement 2001:db8::10 on eth0
+  6.1s neighbor-advertisement 2001:db8::10 on eth0
+`)
+	st := at.stats(annVIP6)
+	if st.Conflicts != 2 || st.Reannounced != 1 || st.LastConflictFrom.String() != annOtherMAC.String() || !st.LastConflictAt.Equal(annClockStart) {
+		t.Errorf("stats = %+v, want 2 conflicts from %s at the start, 1 re-announcement", st, annOtherMAC)
+	}
+
+	// A claim after the holdoff re-announces at once.
+	at.expectArmed(DefaultAnnounceInterval)
+	// A stall (the process paused 10 s): the repeat due at 7.2 s goes out late, alone, and
+	// the next one keeps the spacing instead of catching up back to back.
+	got = at.step(10*time.Second, 1)
+	at.expectArmed(DefaultAnnounceInterval)
+	l.inject(t, "eth0", claim) // past the holdoff: at once
+	got += at.sender.take(t, 1)
+	annDiff(t, "late and immediate", got, ` 16.1s neighbor-advertisement 2001:db8::10 on eth0
+ 16.1s neighbor-advertisement 2001:db8::10 on eth0
+`)
+
+	// Our own packets, and claims on another interface, change nothing.
+	before := at.stats(annVIP6)
+	l.inject(t, "eth0", Observed{Kind: NeighborAdvertisement, TargetIP: annVIP6, LinkAddr: annOurMAC})
+	if got := at.a.handleObserved("eth1", annOurMAC, claim); got != claimNotOwned {
+		t.Errorf("claim on another interface: %s, want not-owned", got)
+	}
+	if after := at.stats(annVIP6); after.Conflicts != before.Conflicts {
+		t.Errorf("conflicts went from %d to %d", before.Conflicts, after.Conflicts)
+	}
+
+	// Stopping the last VIP of the interface ends its watch.
+	at.a.Stop(annVIP6)
+	if got := at.a.handleObserved("eth0", annOurMAC, claim); got != claimNotOwned {
+		t.Errorf("claim after Stop: %s, want not-owned", got)
+	}
+}
+
+func TestWatchRetriesAfterFailure(t *testing.T) {
+	l := newAnnListener()
+	l.fail["eth0"] = 1
+	at := newAnnTest(t, AnnouncerConfig{Repeats: -1}, l)
+	at.run()
+	at.a.Announce("eth0", annVIP4)
+	at.sender.take(t, 2)
+	// The failed watch waits watchRetry on the clock; the schedule arms nothing (no repeats).
+	if d := at.clock.waitArmed(t); d != watchRetry {
+		t.Fatalf("armed %s, want the retry %s", d, watchRetry)
+	}
+	at.clock.Advance(watchRetry)
+	l.waitOpened(t, "eth0")
+}
+
+// annLogger sends the announcer's log lines to the test log.
+func annLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(annLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type annLogWriter struct{ t *testing.T }
+
+func (w annLogWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
+}
