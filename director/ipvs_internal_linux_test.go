@@ -44,9 +44,9 @@ type scriptedClient struct {
 	closed     int
 }
 
-func (c *scriptedClient) Info() (ipvs.Info, error)       { panic("unused") }
-func (c *scriptedClient) Config() (ipvs.Config, error)   { panic("unused") }
-func (c *scriptedClient) SetConfig(ipvs.Config) error    { panic("unused") }
+func (c *scriptedClient) Info() (ipvs.Info, error)     { panic("unused") }
+func (c *scriptedClient) Config() (ipvs.Config, error) { panic("unused") }
+func (c *scriptedClient) SetConfig(ipvs.Config) error  { panic("unused") }
 func (c *scriptedClient) record(name string, s ipvs.Service, d ipvs.Destination) error {
 	c.calls = append(c.calls, name)
 	c.gotService, c.gotDest = s, d
