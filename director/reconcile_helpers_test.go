@@ -7,21 +7,27 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/troop-lb/troop/director"
 	"github.com/troop-lb/troop/fsm"
 )
 
+// tester is what the helpers need of *testing.T, *testing.B and *rapid.T.
+type tester interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Log(args ...any)
+}
+
 // table feeds commands to a real FSM, as the Raft log would, and hands out its frozen states.
 type table struct {
-	t     testing.TB
+	t     tester
 	f     *fsm.FSM
 	index uint64
 }
 
-func newTable(t testing.TB, services ...fsm.Service) *table {
+func newTable(t tester, services ...fsm.Service) *table {
 	t.Helper()
 	tb := &table{t: t, f: fsm.New(slog.New(slog.NewTextHandler(io.Discard, nil)))}
 	if len(services) > 0 {
@@ -95,11 +101,11 @@ func (c *clock) Now() time.Time          { return c.now }
 func (c *clock) advance(d time.Duration) { c.now = c.now.Add(d) }
 
 // testLogger routes the reconciler's log lines to t.Log.
-func testLogger(t testing.TB) *slog.Logger {
+func testLogger(t tester) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-type tWriter struct{ t testing.TB }
+type tWriter struct{ t tester }
 
 func (w tWriter) Write(b []byte) (int, error) {
 	w.t.Helper()
@@ -145,7 +151,7 @@ func renderDesired(ds []director.DesiredService) string {
 }
 
 // diffText fails the test with both texts when they differ, line by line.
-func diffText(t testing.TB, what, got, want string) {
+func diffText(t tester, what, got, want string) {
 	t.Helper()
 	got, want = strings.TrimSpace(got), strings.TrimSpace(want)
 	if got == want {
