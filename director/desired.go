@@ -145,7 +145,10 @@ func DesiredFor(s *fsm.Service, health func(realID string) fsm.Health, opts Opti
 	for i := range s.Reals {
 		r := &s.Reals[i]
 		dk := DestinationKey{Address: r.Address.Unmap(), Port: r.Port}
-		h := EffectiveHealth(s, health(r.ID()))
+		h := fsm.HealthUp
+		if s.Check != nil && s.Check.Type != "none" {
+			h = EffectiveHealth(s, health(r.ID()))
+		}
 		var weight int
 		switch {
 		case h == fsm.HealthDown && !s.Quiescent:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -161,6 +160,8 @@ type Reconciler struct {
 	byKey  map[ServiceKey]string
 	// synced is true after the first full Sync that listed the kernel table.
 	synced bool
+	// scratch is syncDests' buffer, reused from service to service.
+	scratch []Destination
 }
 
 // applied is one kernel service as the reconciler left it.
@@ -192,7 +193,7 @@ func NewReconciler(k IPVS, owned *Ownership, opts Options, log *slog.Logger) (*R
 		return nil, fmt.Errorf("new IPVS reconciler: drain period %s must not be negative", opts.DrainPeriod)
 	}
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	return &Reconciler{
 		k: k, owned: owned, opts: opts.withDefaults(), log: log,
@@ -634,9 +635,11 @@ func (r *Reconciler) syncDests(p *pass, d *DesiredService, kd []Destination, pre
 		}
 		drains[dk] = dr
 	}
-	// final is what the kernel holds after the pass, built only when it differs from want.
+	// final is what the kernel holds after the pass; it is built in a scratch buffer and kept
+	// only when it differs from want.
 	changed := false
-	var final []Destination
+	final := r.scratch[:0]
+	defer func() { r.scratch = final[:0] }()
 	i, j := 0, 0
 	for i < len(want) || j < len(kd) {
 		c := 0
@@ -727,7 +730,7 @@ func (r *Reconciler) syncDests(p *pass, d *DesiredService, kd []Destination, pre
 		// The kernel holds exactly want; keep it without copying.
 		r.setApplied(k, d.Service, want)
 	default:
-		r.setApplied(k, d.Service, final)
+		r.setApplied(k, d.Service, slices.Clone(final))
 	}
 }
 
