@@ -408,35 +408,43 @@ func (r *Reconciler) SyncServices(ctx context.Context, st *fsm.State, names []st
 		d        DesiredService
 		wasOwned bool
 	}
+	names = slices.Compact(slices.Sorted(slices.Values(names)))
+	// First what each named service wants, then what goes: an old key that a service of this
+	// same change now uses (a rename, two services swapping VIPs) is taken over in place by that
+	// service rather than removed and created again.
 	jobs := make([]job, 0, len(names))
-	var claim []ServiceKey
-	for _, name := range slices.Compact(slices.Sorted(slices.Values(names))) {
+	wanted := make(map[ServiceKey]bool, len(names))
+	for _, name := range names {
 		s, ok := st.Service(name)
-		var k ServiceKey
-		if ok {
-			k = KeyOf(&s)
-		}
-		if old, had := r.byName[name]; had && (!ok || old != k) {
-			delete(r.byName, name)
-			// Another service may have taken the old key in this same change (two services
-			// swapped VIPs); then it is that service's to update, not ours to remove.
-			if r.byKey[old] == name {
-				delete(r.byKey, old)
-				if r.owned.Owns(old) {
-					r.removeService(p, name, old)
-				}
-			}
-		}
 		if !ok {
 			continue
 		}
-		d := DesiredFor(&s, healthOf(st, name), r.opts, r.drains[k], p.now)
-		owns := r.owned.Owns(k)
-		if !owns {
+		k := KeyOf(&s)
+		wanted[k] = true
+		jobs = append(jobs, job{d: DesiredFor(&s, healthOf(st, name), r.opts, r.drains[k], p.now)})
+	}
+	for _, name := range names {
+		old, had := r.byName[name]
+		if !had {
+			continue
+		}
+		delete(r.byName, name)
+		if r.byKey[old] != name {
+			continue // another service took the key over meanwhile
+		}
+		delete(r.byKey, old)
+		if !wanted[old] && r.owned.Owns(old) {
+			r.removeService(p, name, old)
+		}
+	}
+	var claim []ServiceKey
+	for i := range jobs {
+		j := &jobs[i]
+		k := j.d.Service.ServiceKey
+		if j.wasOwned = r.owned.Owns(k); !j.wasOwned {
 			claim = append(claim, k)
 		}
-		jobs = append(jobs, job{d: d, wasOwned: owns})
-		r.byName[name], r.byKey[k] = k, name
+		r.byName[j.d.Name], r.byKey[k] = k, j.d.Name
 	}
 	claimed := true
 	if len(claim) > 0 {

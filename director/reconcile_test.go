@@ -471,18 +471,42 @@ func TestSyncServicesWithSwappedVIPs(t *testing.T) {
 	g.sync("")
 	a.VIP, b.VIP = b.VIP, a.VIP
 	changed := g.tb.apply(fsm.ApplyTable(fsm.Table{Services: []fsm.Service{a, b}}))
-	g.syncServices(changed, "services.created=1 services.updated=1 services.removed=1 destinations.created=2 destinations.updated=1 drains.started=1 draining=1 calls=8 writes=6")
-	// a took b's kernel service over and drains b's real out of it; b's is new.
+	g.syncServices(changed, "services.updated=2 destinations.created=2 destinations.updated=2 drains.started=2 draining=2 calls=8 writes=6")
+	// Each took the other's kernel service over in place, and drains the other's real out of it.
 	g.kernel("swapped", `
 TCP  192.0.2.1:80 rr
+  -> 198.51.100.1:80  Route  0  0  0
   -> 198.51.100.2:80  Route  1  0  0
 TCP  192.0.2.2:80 wlc
   -> 198.51.100.1:80  Route  1  0  0
   -> 198.51.100.2:80  Route  0  0  0
 `)
-	g.sync("destinations.removed=1 drains.finished=1 calls=4 writes=1")
+	g.sync("destinations.removed=2 drains.finished=2 calls=5 writes=2")
 	if got := len(g.own.Keys()); got != 2 {
 		t.Fatalf("owns %v", g.own.Keys())
+	}
+}
+
+func TestSyncServicesRenameKeepsTheKernelService(t *testing.T) {
+	for _, newName := range []string{"a", "z"} {
+		t.Run("web to "+newName, func(t *testing.T) {
+			g := newRig(t, web())
+			g.sync("")
+			g.k.ResetCalls()
+			s := web()
+			s.Name = newName
+			changed := g.tb.apply(fsm.ApplyTable(fsm.Table{Services: []fsm.Service{s}}))
+			g.syncServices(changed, "calls=1 writes=0")
+			if got := g.calls(); got != "Destinations=1" {
+				t.Fatalf("a rename costs %s", got)
+			}
+			g.tb.apply(fsm.DeleteService(newName))
+			g.syncServices([]string{newName}, "services.removed=1 calls=1 writes=1")
+			g.kernel("kernel", "")
+			if g.own.Len() != 0 {
+				t.Fatalf("still owns %v", g.own.Keys())
+			}
+		})
 	}
 }
 
@@ -568,4 +592,43 @@ func TestSyncStopsWhenCancelled(t *testing.T) {
 	if g.k.WriteCalls() != 0 {
 		t.Fatalf("a cancelled Sync wrote: %s", g.calls())
 	}
+}
+
+func TestPassesMayRunConcurrently(t *testing.T) {
+	g := newRig(t, web(), dns(), fwm())
+	g.r = func() *director.Reconciler {
+		r, err := director.NewReconciler(g.k, g.own, director.Options{}, nil)
+		must(t, err)
+		return r
+	}()
+	st := g.tb.state()
+	done := make(chan error, 3)
+	go func() {
+		for range 20 {
+			if _, err := g.r.Sync(context.Background(), st); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	go func() {
+		for range 20 {
+			if _, err := g.r.SyncServices(context.Background(), st, []string{"web", "dns"}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	go func() {
+		for range 20 {
+			g.r.Drains()
+		}
+		done <- nil
+	}()
+	for range 3 {
+		must(t, <-done)
+	}
+	g.kernel("kernel", threeServices)
 }
