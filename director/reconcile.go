@@ -392,11 +392,14 @@ func (r *Reconciler) forget(p *pass) {
 
 // SyncServices reconciles only the named FSM services, as the FSM reports them changed: for
 // each it reads that service's destinations (one call) and writes the difference, so a
-// one-real change costs two calls. A service whose key (VIP, port, protocol, mark) changed, or
-// that was deleted, has its old kernel service removed. Service settings are written when they
-// differ from what this reconciler last wrote; out-of-band edits of settings, and drains that
-// ended, wait for the next Sync. Before the first Sync it runs a Sync instead (it could not
-// tell an old key from a foreign one otherwise).
+// one-real change costs two calls. Pass every name the FSM reported since the last call.
+//
+// A service whose key (VIP, port, protocol, mark) changed, or that was deleted, has its old
+// kernel service removed, unless a service of the same change now has that key (a rename, two
+// services swapping VIPs): that one takes the kernel service over in place. Service settings are
+// written when they differ from what this reconciler last wrote; out-of-band edits of settings,
+// and drains whose time is up, wait for the next Sync. Before the first Sync it runs a Sync
+// instead (it could not tell an old key from a foreign one otherwise).
 func (r *Reconciler) SyncServices(ctx context.Context, st *fsm.State, names []string) (Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
