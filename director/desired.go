@@ -46,7 +46,7 @@ type Drains map[ServiceKey]map[DestinationKey]Drain
 // Desired computes the whole desired IPVS table from st: one DesiredService per FSM service,
 // in name order. It is a pure function of its arguments; drains and now decide which drained
 // destinations are still kept at weight 0 (those whose opts.DrainPeriod has not passed).
-func Desired(st *fsm.State, opts Options, drains Drains, now time.Time) []DesiredService {
+func Desired(st *fsm.State, opts ReconcilerOptions, drains Drains, now time.Time) []DesiredService {
 	opts = opts.withDefaults()
 	names := st.ServiceNames()
 	out := make([]DesiredService, 0, len(names))
@@ -124,7 +124,7 @@ func EffectiveHealth(s *fsm.Service, h fsm.Health) fsm.Health {
 // fallback's forwarding or else the service's; if its address is also a real server's, that
 // entry becomes the fallback. Drained destinations (drains) are kept at weight 0 until
 // opts.DrainPeriod after their Since, unless the FSM wants them again.
-func DesiredFor(s *fsm.Service, health func(realID string) fsm.Health, opts Options, drains map[DestinationKey]Drain, now time.Time) DesiredService {
+func DesiredFor(s *fsm.Service, health func(realID string) fsm.Health, opts ReconcilerOptions, drains map[DestinationKey]Drain, now time.Time) DesiredService {
 	opts = opts.withDefaults()
 	key := KeyOf(s)
 	d := DesiredService{Name: s.Name, Service: Service{ServiceKey: key, Scheduler: s.Scheduler, Netmask: hostBits(key.Family)}}

@@ -10,7 +10,7 @@ import (
 
 func TestDesiredTable(t *testing.T) {
 	tb := newTable(t, web(), dns(), fwm())
-	got := director.Desired(tb.state(), director.Options{}, nil, newClock().Now())
+	got := director.Desired(tb.state(), director.ReconcilerOptions{}, nil, newClock().Now())
 	diffText(t, "desired table", renderDesired(got), `
 UDP 192.0.2.53:53 rr (dns) persistent 300 mask 24
   -> 198.51.100.1:5353 nat 1 u100 l10
@@ -63,7 +63,7 @@ func TestDesiredRealStates(t *testing.T) {
 			if tt.health != "" {
 				tb.health("web", "192.0.2.21:80", tt.health)
 			}
-			got := director.Desired(tb.state(), director.Options{}, nil, time.Now())
+			got := director.Desired(tb.state(), director.ReconcilerOptions{}, nil, time.Now())
 			diffText(t, "desired", renderDesired(got), "TCP 192.0.2.10:80 wlc (web) mask 32\n"+tt.want)
 		})
 	}
@@ -75,7 +75,9 @@ func TestDesiredFallback(t *testing.T) {
 	s.Quiescent = true
 	tb := newTable(t, s)
 	now := time.Now()
-	desired := func() string { return renderDesired(director.Desired(tb.state(), director.Options{}, nil, now)) }
+	desired := func() string {
+		return renderDesired(director.Desired(tb.state(), director.ReconcilerOptions{}, nil, now))
+	}
 
 	diffText(t, "all up", desired(), `
 TCP 192.0.2.10:80 wlc (web) mask 32
@@ -127,7 +129,7 @@ func TestDesiredKeepsDrainsForTheirPeriod(t *testing.T) {
 		gone: {Since: start, Destination: director.Destination{DestinationKey: gone, Forwarding: fsm.DR, Weight: 0, ActiveConns: 3}},
 		back: {Since: start, Destination: director.Destination{DestinationKey: back, Forwarding: fsm.DR}},
 	}}
-	opts := director.Options{DrainPeriod: 10 * time.Second}
+	opts := director.ReconcilerOptions{DrainPeriod: 10 * time.Second}
 	diffText(t, "within the period", renderDesired(director.Desired(tb.state(), opts, drains, start.Add(9*time.Second))), `
 TCP 192.0.2.10:80 wlc (web) mask 32
   -> 192.0.2.21:80 dr 5

@@ -27,8 +27,8 @@ import (
 // within one deploy step. A server whose connections reach zero earlier leaves earlier.
 const DefaultDrainPeriod = 30 * time.Second
 
-// Options tune a Reconciler. Zero fields take the defaults.
-type Options struct {
+// ReconcilerOptions tune a Reconciler. Zero fields take the defaults.
+type ReconcilerOptions struct {
 	// DrainPeriod is how long a real server removed from the table (or disabled) is kept at
 	// weight 0 before it is deleted from IPVS; it goes earlier when its active and inactive
 	// connections reach zero. Default DefaultDrainPeriod; negative is invalid.
@@ -37,7 +37,7 @@ type Options struct {
 	Clock func() time.Time
 }
 
-func (o Options) withDefaults() Options {
+func (o ReconcilerOptions) withDefaults() ReconcilerOptions {
 	if o.DrainPeriod <= 0 {
 		o.DrainPeriod = DefaultDrainPeriod
 	}
@@ -144,7 +144,7 @@ func (e *SyncError) Unwrap() []error { return e.Errs }
 type Reconciler struct {
 	k     IPVS
 	owned *Ownership
-	opts  Options
+	opts  ReconcilerOptions
 	log   *slog.Logger
 
 	mu sync.Mutex // serializes passes and guards the fields below
@@ -183,7 +183,7 @@ func (a *applied) dest(k DestinationKey) (*Destination, bool) {
 // NewReconciler returns a reconciler of the IPVS table k. owned is the set of services Troop
 // owns (LoadOwnership in the data dir, or NewOwnership for -dev and tests). It starts nothing
 // and touches nothing until the first Sync.
-func NewReconciler(k IPVS, owned *Ownership, opts Options, log *slog.Logger) (*Reconciler, error) {
+func NewReconciler(k IPVS, owned *Ownership, opts ReconcilerOptions, log *slog.Logger) (*Reconciler, error) {
 	switch {
 	case k == nil:
 		return nil, errors.New("new IPVS reconciler: no IPVS client")

@@ -44,7 +44,7 @@ func (discardT) Log(...any)                        {}
 func (discardT) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
 
 func benchReconciler(b *testing.B, k director.IPVS) *director.Reconciler {
-	r, err := director.NewReconciler(k, director.NewOwnership(), director.Options{}, nil)
+	r, err := director.NewReconciler(k, director.NewOwnership(), director.ReconcilerOptions{}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

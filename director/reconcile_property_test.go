@@ -123,7 +123,7 @@ type world struct {
 func newWorld(t *rapid.T) *world {
 	w := &world{t: t, k: ipvsfake.New(), own: director.NewOwnership(), clk: newClock(), tb: newTable(t), faults: map[ipvsfake.Op]int{}}
 	var err error
-	w.r, err = director.NewReconciler(w.k, w.own, director.Options{Clock: w.clk.Now}, nil)
+	w.r, err = director.NewReconciler(w.k, w.own, director.ReconcilerOptions{Clock: w.clk.Now}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +317,7 @@ func dumpDesired(ds []director.DesiredService) string {
 // the foreign snapshot (but those whose key Troop wants now: adopted).
 func (w *world) converged(foreign map[director.ServiceKey]string) {
 	w.t.Helper()
-	want := director.Desired(w.tb.state(), director.Options{}, w.r.Drains(), w.clk.Now())
+	want := director.Desired(w.tb.state(), director.ReconcilerOptions{}, w.r.Drains(), w.clk.Now())
 	keys := map[director.ServiceKey]bool{}
 	for _, d := range want {
 		keys[d.Service.ServiceKey] = true

@@ -38,7 +38,7 @@ func newRig(t *testing.T, services ...fsm.Service) *rig {
 // reconciler returns a new reconciler on the rig's kernel and clock: an agent (re)start.
 func (g *rig) reconciler(own *director.Ownership) *director.Reconciler {
 	g.t.Helper()
-	r, err := director.NewReconciler(g.k, own, director.Options{Clock: g.clk.Now}, testLogger(g.t))
+	r, err := director.NewReconciler(g.k, own, director.ReconcilerOptions{Clock: g.clk.Now}, testLogger(g.t))
 	if err != nil {
 		g.t.Fatal(err)
 	}
@@ -569,11 +569,11 @@ func TestNewReconcilerRefusesBadInput(t *testing.T) {
 		name string
 		k    director.IPVS
 		own  *director.Ownership
-		opts director.Options
+		opts director.ReconcilerOptions
 	}{
-		{"no kernel", nil, own, director.Options{}},
-		{"no ownership", k, nil, director.Options{}},
-		{"negative drain period", k, own, director.Options{DrainPeriod: -time.Second}},
+		{"no kernel", nil, own, director.ReconcilerOptions{}},
+		{"no ownership", k, nil, director.ReconcilerOptions{}},
+		{"negative drain period", k, own, director.ReconcilerOptions{DrainPeriod: -time.Second}},
 	} {
 		if _, err := director.NewReconciler(tt.k, tt.own, tt.opts, nil); err == nil {
 			t.Errorf("%s: no error", tt.name)
@@ -597,7 +597,7 @@ func TestSyncStopsWhenCancelled(t *testing.T) {
 func TestPassesMayRunConcurrently(t *testing.T) {
 	g := newRig(t, web(), dns(), fwm())
 	g.r = func() *director.Reconciler {
-		r, err := director.NewReconciler(g.k, g.own, director.Options{}, nil)
+		r, err := director.NewReconciler(g.k, g.own, director.ReconcilerOptions{}, nil)
 		must(t, err)
 		return r
 	}()
