@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -241,10 +242,21 @@ func (p *PacketIO) sendARP(l *sendLink, vip netip.Addr, kind PacketKind) error {
 	return err
 }
 
+// zonedByIndex returns a copy of ifi named by its index. mdlayher/ndp gives its socket's
+// addresses the interface's name as IPv6 zone, which the net package turns into an index
+// through a process-wide cache of the names it saw in whatever namespace it looked: in
+// another network namespace "eth0" names some other interface (sendmsg then fails with
+// EINVAL). A numeric zone is taken as the index itself.
+func zonedByIndex(ifi *net.Interface) *net.Interface {
+	c := *ifi
+	c.Name = strconv.Itoa(ifi.Index)
+	return &c
+}
+
 func (p *PacketIO) sendNA(l *sendLink, vip netip.Addr) error {
 	if l.ndp == nil {
 		err := inNetns(p.netns, func() error {
-			c, _, err := ndp.Listen(l.ifi, ndp.Unspecified)
+			c, _, err := ndp.Listen(zonedByIndex(l.ifi), ndp.Unspecified)
 			if err != nil {
 				return err
 			}
@@ -360,7 +372,7 @@ func (p *PacketIO) Listen(ctx context.Context, iface string, handle func(Observe
 // listenNDP opens an ICMPv6 socket that receives neighbour solicitations and advertisements
 // with the interface they arrived on. The thread is in the right namespace.
 func listenNDP(ifi *net.Interface) (*ndp.Conn, error) {
-	c, _, err := ndp.Listen(ifi, ndp.Unspecified)
+	c, _, err := ndp.Listen(zonedByIndex(ifi), ndp.Unspecified)
 	if err != nil {
 		return nil, fmt.Errorf("open ICMPv6 socket: %w", err)
 	}
