@@ -232,7 +232,7 @@ func (r *Reconciler) begin() *pass {
 }
 
 // fail records a failure and logs it with the reconcile vocabulary.
-func (p *pass) fail(op, service string, real string, err error) {
+func (p *pass) fail(op, service, realID string, err error) {
 	p.rep.Errors++
 	if len(p.errs) < maxErrors {
 		p.errs = append(p.errs, err)
@@ -241,8 +241,8 @@ func (p *pass) fail(op, service string, real string, err error) {
 	if service != "" {
 		attrs = append(attrs, "service", service)
 	}
-	if real != "" {
-		attrs = append(attrs, "real", real)
+	if realID != "" {
+		attrs = append(attrs, "real", realID)
 	}
 	p.r.log.Warn("IPVS reconcile step failed", append(attrs, "err", err)...)
 }
