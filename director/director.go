@@ -1,0 +1,494 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/troop-lb/troop/cluster"
+	"github.com/troop-lb/troop/fsm"
+)
+
+// Config is what a director needs besides its collaborators.
+type Config struct {
+	// Interface holds the VIPs of services that are in no VIP group.
+	Interface string
+	// ReconcileInterval is how often the whole IPVS table is compared with the kernel (repairing
+	// out-of-band edits and finishing drains) besides the incremental work on every change.
+	ReconcileInterval time.Duration
+	// TakeoverTimeout bounds how long a new leader waits for its state to be current and IPVS
+	// to match before it takes the VIPs anyway: an out-of-date table beats no service at all.
+	TakeoverTimeout time.Duration
+	// Reconciler tunes the IPVS reconciler (drain period).
+	Reconciler ReconcilerOptions
+	// Sync, when set, runs the kernel's connection-sync daemon: master on the leader, backup on
+	// followers, so that established connections survive a failover. Its State is ignored.
+	Sync *SyncDaemon
+	// NoIPVS says why there is no IPVS when Deps.IPVS is nil: "disabled" (VIP-only mode) or
+	// "unavailable: <the error>".
+	NoIPVS string
+}
+
+// Defaults for Config.
+const (
+	DefaultReconcileInterval = 5 * time.Second
+	DefaultTakeoverTimeout   = 2 * time.Second
+)
+
+// Pool is what the director needs from its Raft node.
+type Pool interface {
+	// WatchLeadership delivers this node's leadership, latest value first (cluster.Node's
+	// contract: coalescing, closed means not leader).
+	WatchLeadership(ctx context.Context) <-chan cluster.Leadership
+	// ConsistentView returns a state that includes everything committed so far.
+	ConsistentView(ctx context.Context) (*fsm.State, error)
+}
+
+// VIPAnnouncer announces VIPs a new owner holds.
+type VIPAnnouncer interface {
+	// Announce starts announcing vip on iface (a burst, then repeats).
+	Announce(iface string, vip netip.Addr)
+	// Stop ends vip's announcements; called before the VIP is removed.
+	Stop(vip netip.Addr)
+}
+
+// Deps are a director's collaborators. IPVS, Owned and Syncd are nil without IPVS (VIP-only
+// mode, or a kernel without it).
+type Deps struct {
+	FSM       *fsm.FSM
+	Pool      Pool
+	IPVS      IPVS
+	Owned     *Ownership
+	Syncd     SyncDaemons
+	Addresses Addresses
+	Announcer VIPAnnouncer
+	Log       *slog.Logger
+}
+
+// Director runs a director's dataplane: the IPVS table on every node, the VIPs on the leader.
+// New starts nothing; Run does the work until its context ends.
+type Director struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	// rec is nil without IPVS.
+	rec *Reconciler
+
+	// syncedIndex is the FSM index the IPVS table last matched after a full Sync.
+	syncedIndex atomic.Uint64
+	// syncReq asks the IPVS loop for a full Sync; syncDone is closed and replaced after each.
+	syncReq  chan struct{}
+	syncMu   sync.Mutex // guards syncDone
+	syncDone chan struct{}
+
+	statusMu sync.Mutex // guards status
+	status   Status
+}
+
+// Status is a director's dataplane as it stands, for the API and `troop status`.
+type Status struct {
+	// IPVS is "enabled", "disabled" (VIP-only mode) or "unavailable: <why>".
+	IPVS string `json:"ipvs"`
+	// Leader is true while this director acts as the leader (holds, or is taking, the VIPs).
+	Leader bool `json:"leader"`
+	// VIPs are the addresses this director holds, as "192.0.2.6/32 on eth0".
+	VIPs []string `json:"vips"`
+	// SyncedIndex is the FSM index the kernel table last fully matched.
+	SyncedIndex uint64    `json:"synced_index"`
+	LastSync    time.Time `json:"last_sync,omitzero"`
+	LastReport  Report    `json:"last_report"`
+	LastError   string    `json:"last_error,omitempty"`
+	// Repairs counts out-of-band edits repaired since the agent started.
+	Repairs int `json:"repairs"`
+}
+
+// New returns a director. It builds the IPVS reconciler when deps.IPVS is set.
+func New(cfg Config, deps Deps) (*Director, error) {
+	if cfg.ReconcileInterval <= 0 {
+		cfg.ReconcileInterval = DefaultReconcileInterval
+	}
+	if cfg.TakeoverTimeout <= 0 {
+		cfg.TakeoverTimeout = DefaultTakeoverTimeout
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	d := &Director{
+		cfg: cfg, deps: deps, log: deps.Log,
+		syncReq:  make(chan struct{}, 1),
+		syncDone: make(chan struct{}),
+		status:   Status{IPVS: cfg.NoIPVS},
+	}
+	if deps.IPVS != nil {
+		rec, err := NewReconciler(deps.IPVS, deps.Owned, cfg.Reconciler, deps.Log)
+		if err != nil {
+			return nil, err
+		}
+		d.rec, d.status.IPVS = rec, "enabled"
+	}
+	return d, nil
+}
+
+// KernelView compares the table with what the kernel's IPVS holds, service by service. It
+// reads the kernel and writes nothing. Without IPVS it returns nil.
+func (d *Director) KernelView() ([]KernelService, error) {
+	if d.rec == nil {
+		return nil, nil
+	}
+	return kernelView(d.deps.IPVS, d.deps.Owned, d.deps.FSM.View(), d.cfg.Reconciler, d.rec.Drains(), time.Now())
+}
+
+// Status reports the dataplane.
+func (d *Director) Status() Status {
+	d.statusMu.Lock()
+	defer d.statusMu.Unlock()
+	s := d.status
+	s.VIPs = slices.Clone(s.VIPs)
+	return s
+}
+
+// Run keeps the dataplane in line with the FSM and the leadership until ctx ends. On return
+// this director holds no VIP; the IPVS table stays as it is (never flushed), so a restarted
+// agent adopts it and an upgrade drops no traffic.
+func (d *Director) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if d.rec != nil {
+		wg.Go(func() { d.ipvsLoop(ctx) })
+	}
+	d.vipLoop(ctx)
+	wg.Wait()
+	return nil
+}
+
+// ipvsLoop reconciles the IPVS table: incrementally on each FSM change, fully every
+// ReconcileInterval and whenever a new leader asks.
+func (d *Director) ipvsLoop(ctx context.Context) {
+	w := d.deps.FSM.Watch()
+	defer d.deps.FSM.Unwatch(w)
+	tick := time.NewTicker(d.cfg.ReconcileInterval)
+	defer tick.Stop()
+	full := true // the first pass compares everything: the agent may have restarted
+	for {
+		if full {
+			d.fullSync(ctx)
+			full = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			full = true
+		case <-d.syncReq:
+			full = true
+		case <-w.C:
+			names, all := w.Take()
+			if all {
+				full = true
+				continue
+			}
+			st := d.deps.FSM.View()
+			rep, err := d.rec.SyncServices(ctx, st, names)
+			d.recordSync(st.Index(), rep, err, false)
+		}
+	}
+}
+
+func (d *Director) fullSync(ctx context.Context) {
+	st := d.deps.FSM.View()
+	rep, err := d.rec.Sync(ctx, st)
+	d.recordSync(st.Index(), rep, err, true)
+}
+
+func (d *Director) recordSync(index uint64, rep Report, err error, full bool) {
+	if err != nil {
+		d.log.Warn("IPVS reconcile incomplete; retrying on the next pass", "op", "reconcile", "index", index, "err", err)
+	}
+	d.statusMu.Lock()
+	d.status.LastReport, d.status.LastSync = rep, time.Now()
+	d.status.Repairs += rep.Drift.Total()
+	d.status.LastError = ""
+	if err != nil {
+		d.status.LastError = err.Error()
+	}
+	if full && err == nil {
+		d.status.SyncedIndex = index
+	}
+	d.statusMu.Unlock()
+	if full && err == nil {
+		d.syncedIndex.Store(index)
+	}
+	if full {
+		d.syncMu.Lock()
+		close(d.syncDone)
+		d.syncDone = make(chan struct{})
+		d.syncMu.Unlock()
+	}
+}
+
+// waitSynced asks the IPVS loop for a full Sync and waits until the kernel matches a state at
+// or after index (or ctx ends).
+func (d *Director) waitSynced(ctx context.Context, index uint64) error {
+	if d.rec == nil {
+		return nil
+	}
+	for d.syncedIndex.Load() < index || index == 0 {
+		d.syncMu.Lock()
+		done := d.syncDone
+		d.syncMu.Unlock()
+		select {
+		case d.syncReq <- struct{}{}:
+		default:
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if index == 0 {
+			return nil
+		}
+	}
+	return nil
+}
+
+// vip is one VIP as this director holds it.
+type vip struct {
+	prefix netip.Prefix
+	iface  string
+}
+
+func (v vip) String() string { return v.prefix.String() + " on " + v.iface }
+
+// desiredVIPs lists the VIPs of st: those of the VIP groups on their interfaces, and every
+// service VIP in no group on the default interface, as a host prefix.
+func desiredVIPs(st *fsm.State, defaultIface string) map[netip.Addr]vip {
+	out := map[netip.Addr]vip{}
+	t := st.Table()
+	for _, g := range t.VIPGroups {
+		iface := g.Interface
+		if iface == "" {
+			iface = defaultIface
+		}
+		for _, p := range g.VIPs {
+			out[p.Addr()] = vip{prefix: p, iface: iface}
+		}
+	}
+	for _, s := range t.Services {
+		if !s.VIP.IsValid() {
+			continue
+		}
+		if _, ok := out[s.VIP]; !ok {
+			out[s.VIP] = vip{prefix: netip.PrefixFrom(s.VIP, s.VIP.BitLen()), iface: defaultIface}
+		}
+	}
+	return out
+}
+
+// vipLoop follows the leadership: the leader holds and announces the VIPs, nobody else does.
+func (d *Director) vipLoop(ctx context.Context) {
+	held := map[netip.Addr]vip{}
+	// A director that crashed while leading may still hold VIPs: it is not leader now.
+	d.releaseAll(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface))
+	d.setSyncRole(false)
+
+	w := d.deps.FSM.Watch()
+	defer d.deps.FSM.Unwatch(w)
+	leadership := d.deps.Pool.WatchLeadership(ctx)
+	tick := time.NewTicker(d.cfg.ReconcileInterval)
+	defer tick.Stop()
+	var leading bool
+	var term uint64
+	// onLeadership handles one leadership value; a takeover interrupted by a newer value hands
+	// that value back to be handled in turn.
+	onLeadership := func(l cluster.Leadership, open bool) {
+		defer func() {
+			d.statusMu.Lock()
+			d.status.Leader = leading
+			d.statusMu.Unlock()
+		}()
+		for {
+			if !open || !l.IsLeader {
+				if leading {
+					// Drop the VIPs before anything else: a deposed leader answering for them
+					// is the split brain Raft's lease exists to prevent.
+					d.releaseAll(held, nil)
+					d.setSyncRole(false)
+					d.log.Info("released the VIPs", "op", "release", "term", l.Term)
+				}
+				leading = false
+				if !open {
+					leadership = nil // Run has ended; hold nothing until ctx ends
+				}
+				return
+			}
+			if leading && l.Term == term {
+				return
+			}
+			leading, term = true, l.Term
+			next, interrupted := d.takeOver(ctx, held, leadership)
+			if !interrupted {
+				return
+			}
+			l, open = next.value, next.open
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			d.releaseAll(held, nil)
+			return
+		case l, open := <-leadership:
+			onLeadership(l, open)
+		case <-w.C:
+			w.Take()
+			if leading {
+				d.ensureVIPs(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface), false)
+			}
+		case <-tick.C:
+			if leading {
+				// Repairs a VIP someone removed by hand.
+				d.ensureVIPs(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface), false)
+			}
+		}
+	}
+}
+
+// leadershipValue is one receive from a leadership channel.
+type leadershipValue struct {
+	value cluster.Leadership
+	open  bool
+}
+
+// takeOver runs when this director becomes leader: once the FSM is current (a barrier through
+// ConsistentView) and IPVS matches it, add the VIPs and announce them. If the wait runs past
+// TakeoverTimeout it takes them anyway. A leadership value arriving meanwhile aborts the
+// takeover before any VIP is touched and is returned to the caller.
+func (d *Director) takeOver(ctx context.Context, held map[netip.Addr]vip, leadership <-chan cluster.Leadership) (next leadershipValue, interrupted bool) {
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, d.cfg.TakeoverTimeout)
+	defer cancel()
+	var index uint64
+	ready := make(chan struct{})
+	go func() {
+		defer close(ready)
+		st, err := d.deps.Pool.ConsistentView(wctx)
+		if err != nil {
+			d.log.Warn("taking the VIPs without a current state", "op", "takeover", "err", err)
+			return
+		}
+		index = st.Index()
+		if err := d.waitSynced(wctx, index); err != nil {
+			d.log.Warn("taking the VIPs before IPVS matched the table", "op", "takeover", "index", index, "err", err)
+		}
+	}()
+	select {
+	case <-ready:
+	case l, open := <-leadership:
+		cancel()
+		<-ready
+		return leadershipValue{value: l, open: open}, true
+	}
+	d.setSyncRole(true)
+	// Re-announce everything we may already hold: another director may have led in between.
+	d.ensureVIPs(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface), true)
+	d.log.Info("took over the VIPs", "op", "takeover", "vips", len(held), "index", index, "took", time.Since(start).Round(time.Millisecond))
+	return leadershipValue{}, false
+}
+
+// ensureVIPs makes held equal want: adds and announces new VIPs (all of them if reannounce),
+// and removes those no longer wanted.
+func (d *Director) ensureVIPs(held, want map[netip.Addr]vip, reannounce bool) {
+	for addr, v := range held {
+		if w, ok := want[addr]; !ok || w != v {
+			d.release(held, addr)
+		}
+	}
+	present := map[string][]netip.Prefix{}
+	for _, addr := range slices.SortedFunc(maps.Keys(want), netip.Addr.Compare) {
+		v := want[addr]
+		if _, listed := present[v.iface]; !listed {
+			list, err := d.deps.Addresses.List(v.iface)
+			if err != nil {
+				d.log.Error("list addresses failed", "op", "vip", "iface", v.iface, "err", err)
+			}
+			present[v.iface] = list
+		}
+		_, had := held[addr]
+		onLink := slices.Contains(present[v.iface], v.prefix)
+		if !onLink {
+			if err := d.deps.Addresses.Add(v.iface, v.prefix, ""); err != nil {
+				d.log.Error("add VIP failed", "op", "vip", "vip", v.prefix, "iface", v.iface, "err", err)
+				continue
+			}
+			if had {
+				d.log.Warn("VIP was missing from its interface; added it again", "op", "vip", "vip", v.prefix, "iface", v.iface)
+			}
+		}
+		held[addr] = v
+		if !had || !onLink || reannounce {
+			d.deps.Announcer.Announce(v.iface, addr)
+		}
+	}
+	d.publishVIPs(held)
+}
+
+// releaseAll removes every VIP in held, and those of extra that happen to be on their interface.
+func (d *Director) releaseAll(held, extra map[netip.Addr]vip) {
+	for addr, v := range extra {
+		if _, ok := held[addr]; !ok {
+			held[addr] = v
+		}
+	}
+	for addr := range held {
+		d.release(held, addr)
+	}
+	d.publishVIPs(held)
+}
+
+func (d *Director) release(held map[netip.Addr]vip, addr netip.Addr) {
+	v := held[addr]
+	d.deps.Announcer.Stop(addr)
+	if err := d.deps.Addresses.Remove(v.iface, v.prefix); err != nil {
+		d.log.Error("remove VIP failed", "op", "vip", "vip", v.prefix, "iface", v.iface, "err", err)
+		return
+	}
+	delete(held, addr)
+}
+
+func (d *Director) publishVIPs(held map[netip.Addr]vip) {
+	var list []string
+	for _, addr := range slices.SortedFunc(maps.Keys(held), netip.Addr.Compare) {
+		list = append(list, held[addr].String())
+	}
+	d.statusMu.Lock()
+	d.status.VIPs = list
+	d.statusMu.Unlock()
+}
+
+// setSyncRole makes the connection-sync daemon master on the leader and backup elsewhere.
+func (d *Director) setSyncRole(leader bool) {
+	if d.deps.Syncd == nil || d.cfg.Sync == nil || d.rec == nil {
+		return
+	}
+	want, other := SyncBackup, SyncMaster
+	if leader {
+		want, other = SyncMaster, SyncBackup
+	}
+	if err := d.deps.Syncd.StopDaemon(other); err != nil && !errors.Is(err, syscall.ESRCH) {
+		d.log.Warn("stop sync daemon failed", "op", "syncd", "state", other, "err", err)
+	}
+	cfg := *d.cfg.Sync
+	cfg.State = want
+	if err := d.deps.Syncd.StartDaemon(cfg); err != nil && !errors.Is(err, os.ErrExist) {
+		d.log.Warn("start sync daemon failed", "op", "syncd", "state", want, "err", fmt.Errorf("%s: %w", cfg.Interface, err))
+	}
+}

@@ -1,0 +1,308 @@
+package director_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/troop-lb/troop/cluster"
+	"github.com/troop-lb/troop/director"
+	"github.com/troop-lb/troop/director/ipvsfake"
+	"github.com/troop-lb/troop/director/netfake"
+	"github.com/troop-lb/troop/fsm"
+)
+
+// fakePool plays the Raft node: the test sets the leadership, ConsistentView reads the FSM.
+type fakePool struct {
+	f  *fsm.FSM
+	ch chan cluster.Leadership
+	// block, when set, makes ConsistentView wait for it (or ctx) first.
+	mu    sync.Mutex
+	block chan struct{}
+}
+
+func (p *fakePool) WatchLeadership(ctx context.Context) <-chan cluster.Leadership { return p.ch }
+
+func (p *fakePool) ConsistentView(ctx context.Context) (*fsm.State, error) {
+	p.mu.Lock()
+	block := p.block
+	p.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return p.f.View(), nil
+}
+
+// set replaces any unread leadership value, as cluster's coalescing feed does.
+func (p *fakePool) set(l cluster.Leadership) {
+	select {
+	case <-p.ch:
+	default:
+	}
+	p.ch <- l
+}
+
+type ownerRig struct {
+	t      *testing.T
+	f      *fsm.FSM
+	index  uint64
+	pool   *fakePool
+	ipvs   *ipvsfake.IPVS
+	addrs  *netfake.Addresses
+	ann    *netfake.Announcer
+	d      *director.Director
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+var (
+	vip4 = netip.MustParseAddr("192.0.2.10")
+	vip6 = netip.MustParseAddr("2001:db8::10")
+)
+
+func newOwnerRig(t *testing.T, withIPVS bool) *ownerRig {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r := &ownerRig{t: t, f: fsm.New(log), ipvs: ipvsfake.New()}
+	r.pool = &fakePool{f: r.f, ch: make(chan cluster.Leadership, 1)}
+	j := netfake.NewJournal(nil)
+	r.addrs = netfake.NewAddresses(j)
+	r.addrs.AddInterface("eth0", net.HardwareAddr{2, 0, 0, 0, 0, 1}, netip.MustParsePrefix("192.0.2.1/24"))
+	r.ann = netfake.NewAnnouncer(j, r.addrs)
+	deps := director.Deps{FSM: r.f, Pool: r.pool, Addresses: r.addrs, Announcer: r.ann, Log: log}
+	cfg := director.Config{Interface: "eth0", ReconcileInterval: 50 * time.Millisecond, NoIPVS: "disabled"}
+	if withIPVS {
+		deps.IPVS, deps.Owned, deps.Syncd = r.ipvs, director.NewOwnership(), r.ipvs.SyncDaemons()
+		cfg.Sync = &director.SyncDaemon{Interface: "eth0", SyncID: 1}
+		r.ipvs.SyncDaemons().SetInterfaces("eth0")
+	}
+	d, err := director.New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.d = d
+	return r
+}
+
+func (r *ownerRig) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan struct{})
+	go func() {
+		defer close(r.done)
+		r.d.Run(ctx)
+	}()
+	r.t.Cleanup(r.stop)
+}
+
+func (r *ownerRig) stop() {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+		r.cancel = nil
+	}
+}
+
+func (r *ownerRig) apply(c fsm.Command) {
+	r.t.Helper()
+	b, err := fsm.EncodeCommand(c)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.index++
+	if res := r.f.Apply(r.index, b); res.Err != nil {
+		r.t.Fatal(res.Err)
+	}
+}
+
+func (r *ownerRig) seedTable() {
+	r.apply(fsm.ApplyTable(fsm.Table{
+		Services: []fsm.Service{
+			{Name: "web", VIP: vip4, Port: 80, Reals: []fsm.Real{{Address: netip.MustParseAddr("192.0.2.21")}}},
+			{Name: "web6", VIP: vip6, Port: 80, Reals: []fsm.Real{{Address: netip.MustParseAddr("2001:db8::21")}}},
+		},
+	}))
+}
+
+// eventually polls cond (each check is cheap; the director works in the background).
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after 5s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (r *ownerRig) holds() []string {
+	list, _ := r.addrs.List("eth0")
+	var out []string
+	for _, p := range list {
+		if p.Addr() == vip4 || p.Addr() == vip6 {
+			out = append(out, p.String())
+		}
+	}
+	return out
+}
+
+func TestLeaderHoldsAndAnnouncesVIPsFollowerDoesNot(t *testing.T) {
+	r := newOwnerRig(t, true)
+	r.seedTable()
+	r.pool.set(cluster.Leadership{})
+	r.start()
+
+	// A follower programs IPVS (hot standby) but holds no VIP.
+	eventually(t, "follower IPVS programmed", func() bool { return strings.Contains(r.ipvs.String(), "192.0.2.21:80") })
+	if h := r.holds(); len(h) != 0 {
+		t.Fatalf("follower holds %v", h)
+	}
+	if st := r.d.Status(); st.Leader || st.IPVS != "enabled" {
+		t.Errorf("follower status %+v", st)
+	}
+
+	r.pool.set(cluster.Leadership{IsLeader: true, Term: 2, LeaderID: "a"})
+	eventually(t, "leader holds both VIPs", func() bool { return len(r.holds()) == 2 })
+	if got := strings.Join(r.holds(), ","); got != "192.0.2.10/32,2001:db8::10/128" {
+		t.Errorf("VIPs held: %s", got)
+	}
+	eventually(t, "both announced", func() bool { return r.ann.Count(vip4) == 1 && r.ann.Count(vip6) == 1 })
+	if m := r.ann.Mistakes(); len(m) != 0 {
+		t.Errorf("announced before holding: %v", m)
+	}
+	ds, _ := r.ipvs.SyncDaemons().Daemons()
+	if len(ds) != 1 || ds[0].State != director.SyncMaster {
+		t.Errorf("leader's sync daemons: %+v, want master only", ds)
+	}
+
+	// Leadership lost: announcements stop and the VIPs go.
+	r.pool.set(cluster.Leadership{IsLeader: false, Term: 3, LeaderID: "b"})
+	eventually(t, "VIPs released", func() bool { return len(r.holds()) == 0 })
+	if a := r.ann.Active(); len(a) != 0 {
+		t.Errorf("still announcing %v", a)
+	}
+	lines := r.ann.Journal().Lines()
+	stop := slices.Index(lines, "stop 192.0.2.10")
+	remove := slices.Index(lines, "remove 192.0.2.10/32 from eth0")
+	if stop < 0 || remove < 0 || stop > remove {
+		t.Errorf("announcements must stop before the VIP goes:\n%s", strings.Join(lines, "\n"))
+	}
+	eventually(t, "backup daemon", func() bool {
+		ds, _ := r.ipvs.SyncDaemons().Daemons()
+		return len(ds) == 1 && ds[0].State == director.SyncBackup
+	})
+	// IPVS stays programmed on the follower.
+	if !strings.Contains(r.ipvs.String(), "192.0.2.21:80") {
+		t.Errorf("IPVS table lost on losing leadership:\n%s", r.ipvs.String())
+	}
+}
+
+func TestStartRemovesVIPsLeftFromACrash(t *testing.T) {
+	r := newOwnerRig(t, false)
+	r.seedTable()
+	// A previous run died while leading and left its VIP behind.
+	r.addrs.Add("eth0", netip.MustParsePrefix("192.0.2.10/32"), "")
+	r.pool.set(cluster.Leadership{})
+	r.start()
+	eventually(t, "leftover VIP removed", func() bool { return len(r.holds()) == 0 })
+	if st := r.d.Status(); st.IPVS != "disabled" {
+		t.Errorf("VIP-only status says IPVS %q", st.IPVS)
+	}
+}
+
+func TestTakeoverInterruptedByLossTakesNoVIP(t *testing.T) {
+	r := newOwnerRig(t, false)
+	r.seedTable()
+	block := make(chan struct{})
+	r.pool.block = block
+	r.pool.set(cluster.Leadership{})
+	r.start()
+	r.pool.set(cluster.Leadership{IsLeader: true, Term: 2})
+	time.Sleep(50 * time.Millisecond) // the takeover now waits for a current state
+	r.pool.set(cluster.Leadership{IsLeader: false, Term: 3})
+	time.Sleep(100 * time.Millisecond)
+	if h := r.holds(); len(h) != 0 {
+		t.Fatalf("a takeover interrupted by losing leadership added %v", h)
+	}
+	if r.ann.Count(vip4) != 0 {
+		t.Fatal("announced a VIP after losing leadership")
+	}
+	close(block)
+	r.pool.set(cluster.Leadership{IsLeader: true, Term: 4})
+	eventually(t, "VIPs after the next takeover", func() bool { return len(r.holds()) == 2 })
+}
+
+func TestLeaderFollowsTableAndRepairsVIPs(t *testing.T) {
+	r := newOwnerRig(t, false)
+	r.seedTable()
+	r.pool.set(cluster.Leadership{IsLeader: true, Term: 2})
+	r.start()
+	eventually(t, "VIPs held", func() bool { return len(r.holds()) == 2 })
+
+	// A VIP group moves 192.0.2.10 to a /24 on eth0 and the v6 service goes away.
+	r.apply(fsm.DeleteService("web6"))
+	r.apply(fsm.ApplyTable(fsm.Table{
+		Services:  []fsm.Service{{Name: "web", VIP: vip4, Port: 80}},
+		VIPGroups: []fsm.VIPGroup{{Name: "front", Interface: "eth0", VIPs: []netip.Prefix{netip.MustParsePrefix("192.0.2.10/24")}}},
+	}))
+	eventually(t, "VIPs follow the table", func() bool { return strings.Join(r.holds(), ",") == "192.0.2.10/24" })
+
+	// Someone removes the VIP by hand: the leader puts it back and announces it again.
+	before := r.ann.Count(vip4)
+	r.addrs.Remove("eth0", netip.MustParsePrefix("192.0.2.10/24"))
+	eventually(t, "VIP repaired", func() bool { return len(r.holds()) == 1 && r.ann.Count(vip4) > before })
+
+	// A new term (someone else may have led meanwhile) re-announces.
+	before = r.ann.Count(vip4)
+	r.pool.set(cluster.Leadership{IsLeader: true, Term: 5})
+	eventually(t, "re-announced in the new term", func() bool { return r.ann.Count(vip4) > before })
+
+	// Stopping the director releases the VIPs.
+	r.stop()
+	if h := r.holds(); len(h) != 0 {
+		t.Errorf("VIPs left after Run returned: %v", h)
+	}
+}
+
+func TestKernelViewMarksDrift(t *testing.T) {
+	r := newOwnerRig(t, true)
+	r.seedTable()
+	r.pool.set(cluster.Leadership{})
+	r.start()
+	eventually(t, "IPVS programmed", func() bool { return strings.Contains(r.ipvs.String(), "2001:db8::21") })
+	r.stop()
+
+	key := director.ServiceKey{Family: fsm.IPv4, Protocol: fsm.TCP, Address: vip4, Port: 80}
+	if err := r.ipvs.UpdateDestination(key, director.Destination{DestinationKey: director.DestinationKey{Address: netip.MustParseAddr("192.0.2.21"), Port: 80}, Forwarding: fsm.DR, Weight: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ipvs.RemoveService(director.ServiceKey{Family: fsm.IPv6, Protocol: fsm.TCP, Address: vip6, Port: 80}); err != nil {
+		t.Fatal(err)
+	}
+	view, err := r.d.KernelView()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range view {
+		got = append(got, s.Key+" "+s.Drift)
+		for _, d := range s.Destinations {
+			got = append(got, "  "+d.Key+" "+d.Drift)
+		}
+	}
+	want := "TCP 192.0.2.10:80 |  192.0.2.21:80 weight|TCP [2001:db8::10]:80 missing|  [2001:db8::21]:80 missing"
+	if strings.Join(got, "|") != want {
+		t.Errorf("kernel view:\n%s\nwant\n%s", strings.Join(got, "|"), want)
+	}
+}
