@@ -17,7 +17,8 @@ import (
 // locktime (1 s, net.ipv4.neigh.*.locktime) plus margin. Within the locktime a receiver ignores
 // an ARP update that is not gratuitous by its own definition, so repeats closer together than
 // this may be lost. MetalLB spaces its gratuitous ARPs 1100 ms apart for this reason
-// (internal/layer2/announcer.go, metallb/metallb#172).
+// (internal/layer2/announcer.go, spam: every 1.1 s for 5 s, with a "TODO: should abort if we
+// lose control of the IP mid-spam", which Stop does here).
 const MinAnnounceInterval = 1100 * time.Millisecond
 
 // Announcer defaults (see AnnouncerConfig). They follow MetalLB's cadence (immediately, then
