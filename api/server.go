@@ -17,6 +17,8 @@ type Server struct {
 	b   Backend
 	log *slog.Logger
 	mux *http.ServeMux
+	// dp is nil when the agent runs no dataplane.
+	dp Dataplane
 }
 
 // NewServer returns the API handler for b. It starts nothing; log (nil: discard) receives one
@@ -49,6 +51,7 @@ func (s *Server) routes() {
 	s.handle("PUT /v1/snapshot", s.restoreSnapshot)
 
 	s.handle("GET /v1/status", s.getStatus)
+	s.handle("GET /v1/dataplane", s.getDataplane)
 	s.handle("GET /v1/operator/raft/peers", s.listPeers)
 	s.handle("DELETE /v1/operator/raft/peers/{id}", s.removePeer)
 	s.handle("POST /v1/operator/raft/transfer-leadership", s.transferLeadership)

@@ -157,21 +157,36 @@ func serveAgent(ctx context.Context, ac config.Agent, o agentOptions, logOut io.
 	if err != nil {
 		return err
 	}
+	dp, err := newDataplane(ac, o.dev, f, node, log.With("component", "director"))
+	if err != nil {
+		node.Close()
+		return err
+	}
 	apiAddr := orDefault(ac.API.Address, config.DefaultAPIAddress)
 	ln, err := net.Listen("tcp", apiAddr)
 	if err != nil {
+		dp.close()
 		node.Close()
 		return fmt.Errorf("listen for the API on %s: %w", apiAddr, err)
 	}
+	apiServer := api.NewServer(node, log.With("component", "api"))
+	if dp != nil {
+		apiServer.SetDataplane(dp.dir)
+	}
 	srv := &http.Server{
-		Handler:           api.NewServer(node, log.With("component", "api")),
+		Handler:           apiServer,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
 	nodeCtx, stopNode := context.WithCancel(context.Background())
 	defer stopNode()
-	var wg sync.WaitGroup
+	dpCtx, stopDataplane := context.WithCancel(context.Background())
+	defer stopDataplane()
+	var wg, dpWG sync.WaitGroup
+	if dp != nil {
+		dpWG.Go(func() { dp.run(dpCtx) })
+	}
 	failed := make(chan error, 2)
 	wg.Go(func() {
 		if err := node.Run(nodeCtx); err != nil {
@@ -195,6 +210,9 @@ func serveAgent(ctx context.Context, ac config.Agent, o agentOptions, logOut io.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdownCtx)
+	// The dataplane lets go of its VIPs (never of the IPVS table) before Raft stops.
+	stopDataplane()
+	dpWG.Wait()
 	stopNode()
 	wg.Wait()
 	close(failed)

@@ -19,11 +19,18 @@ type cli struct {
 	b *apitest.Backend
 }
 
-func newCLI(t *testing.T) *cli {
+func newCLI(t *testing.T) *cli { return newCLIWithDataplane(t, nil) }
+
+// newCLIWithDataplane serves dp as the agent's dataplane too (nil: the agent runs none).
+func newCLIWithDataplane(t *testing.T, dp api.Dataplane) *cli {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	b := apitest.NewBackend(log)
-	ts := httptest.NewServer(api.NewServer(b, log))
+	srv := api.NewServer(b, log)
+	if dp != nil {
+		srv.SetDataplane(dp)
+	}
+	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 	t.Setenv("TROOP_ADDR", ts.URL)
 	return &cli{t: t, b: b}

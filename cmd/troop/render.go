@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/troop-lb/troop/api"
+	"github.com/troop-lb/troop/director"
 	"github.com/troop-lb/troop/fsm"
 )
 
@@ -136,4 +137,43 @@ func healthCounts(s api.ServiceStatus) (up, down, unknown int) {
 		}
 	}
 	return up, down, unknown
+}
+
+// kernelRealFormat is ipvsadm -Ln --stats/--rate squeezed: weight, connections and the rates.
+const kernelRealFormat = "  -> %-28s %-7s %-6s %-10s %-9s %-6s %-8s %s"
+
+// writeKernelTable writes the kernel's IPVS table as `ipvsadm -Ln` does, with the connection
+// rate and packet rate columns of `--rate`, marking each difference from the desired table.
+func writeKernelTable(w io.Writer, services []director.KernelService) {
+	fmt.Fprintln(w, "Prot LocalAddress:Port Scheduler Flags")
+	fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf(kernelRealFormat, "RemoteAddress:Port", "Forward", "Weight", "ActiveConn", "InActConn", "CPS", "InPPS", ""), " "))
+	for _, s := range services {
+		line := s.Key
+		if k := s.Kernel; k != nil {
+			line += " " + string(k.Scheduler)
+			if k.Persistent {
+				line += fmt.Sprintf(" persistent %d", k.Timeout)
+			}
+		}
+		if s.Drift != "" {
+			line += "  ! " + s.Drift
+		}
+		fmt.Fprintln(w, line)
+		for _, d := range s.Destinations {
+			fwd, weight, active, inactive, cps, pps := "-", "-", "-", "-", "-", "-"
+			if k := d.Kernel; k != nil {
+				fwd, weight = forwardName(k.Forwarding), strconv.Itoa(k.Weight)
+				active, inactive = strconv.FormatUint(uint64(k.ActiveConns), 10), strconv.FormatUint(uint64(k.InactiveConns), 10)
+				cps, pps = strconv.FormatUint(k.Stats.CPS, 10), strconv.FormatUint(k.Stats.PPSIn, 10)
+			}
+			mark := ""
+			switch {
+			case d.Drift == "weight" && d.Desired != nil:
+				mark = fmt.Sprintf("! weight (table: %d)", d.Desired.Weight)
+			case d.Drift != "":
+				mark = "! " + d.Drift
+			}
+			fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf(kernelRealFormat, d.Key, fwd, weight, active, inactive, cps, pps, mark), " "))
+		}
+	}
 }

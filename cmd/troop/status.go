@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/troop-lb/troop/api"
+	"github.com/troop-lb/troop/director"
+	"github.com/troop-lb/troop/fsm"
 )
 
 var statusVerbs = []verb{
@@ -17,6 +21,8 @@ var statusVerbs = []verb{
 type statusJSON struct {
 	Status   api.Status          `json:"status"`
 	Services []api.ServiceStatus `json:"services"`
+	// Dataplane is the agent's own kernel view; absent when it runs no dataplane.
+	Dataplane *api.DataplaneInfo `json:"dataplane,omitempty"`
 }
 
 func status(ctx context.Context, c *call) error {
@@ -28,8 +34,16 @@ func status(ctx context.Context, c *call) error {
 	if err != nil {
 		return err
 	}
+	dp, err := c.client.Dataplane(ctx)
+	var dpInfo *api.DataplaneInfo
+	switch {
+	case err == nil:
+		dpInfo = &dp
+	case !errors.Is(err, fsm.ErrNotFound): // 404: this agent runs no dataplane
+		return err
+	}
 	if c.json {
-		return printJSON(c.stdout, statusJSON{Status: st, Services: services})
+		return printJSON(c.stdout, statusJSON{Status: st, Services: services, Dataplane: dpInfo})
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 8, 1, ' ', 0)
 	leader := "(none)"
@@ -42,6 +56,9 @@ func status(ctx context.Context, c *call) error {
 	fmt.Fprintf(tw, "Commit index:\t%d\n", st.CommitIndex)
 	fmt.Fprintf(tw, "Applied index:\t%d\n", st.AppliedIndex)
 	fmt.Fprintf(tw, "Table:\t%s, %s at index %d (%s)\n", count(st.Services, "service"), count(st.Reals, "real server"), st.Index, meta.Consistency)
+	if dpInfo != nil {
+		fmt.Fprintf(tw, "Dataplane:\t%s\n", dataplaneSummary(dpInfo.Status))
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -50,7 +67,32 @@ func status(ctx context.Context, c *call) error {
 	for _, s := range services {
 		writeIPVSService(c.stdout, s, false)
 	}
+	if dpInfo != nil && len(dpInfo.Services) > 0 {
+		fmt.Fprintln(c.stdout, "\nKernel IPVS table (! marks a difference from the table above):")
+		writeKernelTable(c.stdout, dpInfo.Services)
+	}
 	return nil
+}
+
+// dataplaneSummary says in one line what the director does: IPVS, VIPs, last reconcile.
+func dataplaneSummary(s director.Status) string {
+	var parts []string
+	parts = append(parts, "IPVS "+s.IPVS)
+	switch {
+	case len(s.VIPs) > 0:
+		parts = append(parts, "holding "+strings.Join(s.VIPs, ", "))
+	case s.Leader:
+		parts = append(parts, "leader, holding no VIP")
+	default:
+		parts = append(parts, "no VIP (standing by)")
+	}
+	if s.IPVS == "enabled" {
+		parts = append(parts, fmt.Sprintf("synced at index %d, %s repaired", s.SyncedIndex, count(s.Repairs, "out-of-band edit")))
+	}
+	if s.LastError != "" {
+		parts = append(parts, "last error: "+s.LastError)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // count writes n and the noun, in the plural unless n is 1.

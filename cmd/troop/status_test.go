@@ -2,7 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"net/netip"
+	"strings"
 	"testing"
+
+	"github.com/troop-lb/troop/director"
+	"github.com/troop-lb/troop/fsm"
 )
 
 func TestStatus(t *testing.T) {
@@ -61,5 +66,66 @@ func TestCountNouns(t *testing.T) {
 		if got := count(n, "real server"); got != want {
 			t.Errorf("count(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// shownDataplane is a director as the API shows it: fixed values, to check the rendering.
+type shownDataplane struct {
+	status director.Status
+	view   []director.KernelService
+}
+
+func (d shownDataplane) Status() director.Status { return d.status }
+
+func (d shownDataplane) KernelView() ([]director.KernelService, error) { return d.view, nil }
+
+func TestStatusShowsTheKernel(t *testing.T) {
+	rs := func(a string) director.DestinationKey {
+		return director.DestinationKey{Address: netip.MustParseAddr(a), Port: 80}
+	}
+	dest := func(a string, w int, active, inactive uint32) *director.Destination {
+		return &director.Destination{DestinationKey: rs(a), Forwarding: fsm.DR, Weight: w, ActiveConns: active, InactiveConns: inactive,
+			Stats: director.Stats{CPS: 12, PPSIn: 340}}
+	}
+	dp := shownDataplane{
+		status: director.Status{IPVS: "enabled", Leader: true, VIPs: []string{"192.0.2.10/32 on eth0"}, SyncedIndex: 9, Repairs: 1},
+		view: []director.KernelService{
+			{Name: "web", Key: "TCP 192.0.2.10:80", Kernel: &director.Service{Scheduler: "wrr", Persistent: true, Timeout: 300},
+				Destinations: []director.KernelDestination{
+					{Key: "192.0.2.21:80", Desired: dest("192.0.2.21", 1, 0, 0), Kernel: dest("192.0.2.21", 1, 4, 20)},
+					{Key: "192.0.2.22:80", Desired: dest("192.0.2.22", 1, 0, 0), Kernel: dest("192.0.2.22", 5, 0, 0), Drift: "weight"},
+					{Key: "192.0.2.23:80", Desired: dest("192.0.2.23", 3, 0, 0), Drift: "missing"},
+				}},
+			{Name: "dns", Key: "UDP 192.0.2.53:53", Drift: "missing"},
+		},
+	}
+	c := newCLIWithDataplane(t, dp)
+	seedPool(t, c)
+	out := c.ok("status")
+	wantDP := "Dataplane:     IPVS enabled; holding 192.0.2.10/32 on eth0; synced at index 9, 1 out-of-band edit repaired\n"
+	if !strings.Contains(out, wantDP) {
+		t.Errorf("status lacks the dataplane line %q:\n%s", wantDP, out)
+	}
+	wantKernel := `
+Kernel IPVS table (! marks a difference from the table above):
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn CPS    InPPS
+TCP 192.0.2.10:80 wrr persistent 300
+  -> 192.0.2.21:80                Route   1      4          20        12     340
+  -> 192.0.2.22:80                Route   5      0          0         12     340      ! weight (table: 1)
+  -> 192.0.2.23:80                -       -      -          -         -      -        ! missing
+UDP 192.0.2.53:53  ! missing
+`
+	if i := strings.Index(out, "\nKernel IPVS table"); i < 0 {
+		t.Errorf("status lacks the kernel table:\n%s", out)
+	} else {
+		diffText(t, "kernel table", out[i:], wantKernel)
+	}
+	var js statusJSON
+	if err := json.Unmarshal([]byte(c.ok("status", "-json")), &js); err != nil {
+		t.Fatal(err)
+	}
+	if js.Dataplane == nil || js.Dataplane.Status.Repairs != 1 || len(js.Dataplane.Services) != 2 {
+		t.Errorf("status -json dataplane: %+v", js.Dataplane)
 	}
 }
