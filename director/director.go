@@ -278,12 +278,15 @@ func desiredVIPs(st *fsm.State, defaultIface string) map[netip.Addr]vip {
 		if iface == "" {
 			iface = defaultIface
 		}
+		if iface == "" {
+			continue // no interface to hold them on; New's caller warned at start
+		}
 		for _, p := range g.VIPs {
 			out[p.Addr()] = vip{prefix: p, iface: iface}
 		}
 	}
 	for _, s := range t.Services {
-		if !s.VIP.IsValid() {
+		if !s.VIP.IsValid() || (defaultIface == "" && !grouped(t.VIPGroups, s.VIP)) {
 			continue
 		}
 		if _, ok := out[s.VIP]; !ok {
@@ -291,6 +294,17 @@ func desiredVIPs(st *fsm.State, defaultIface string) map[netip.Addr]vip {
 		}
 	}
 	return out
+}
+
+func grouped(groups []fsm.VIPGroup, a netip.Addr) bool {
+	for _, g := range groups {
+		for _, p := range g.VIPs {
+			if p.Addr() == a {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // vipLoop follows the leadership: the leader holds and announces the VIPs, nobody else does.
