@@ -6,6 +6,9 @@
 // bbolt transaction with fsync on the same disk, which the leader and each follower pay once per
 // batch of entries.
 //
+// Reconcile: the IPVS reconciler programming a 10,000 × 10 table into the fake kernel, a full
+// comparison with nothing to do, and one-real changes: time, CPU, memory and IPVS calls.
+//
 // Usage: go run ./integration/bench -out docs/benchmarks.md
 package main
 
@@ -90,7 +93,15 @@ func run(out string, n, writers int, duration time.Duration) error {
 	row("apply on a follower (forwarded), one at a time", fwd)
 	fmt.Fprintf(&b, "\nThroughput: %d writers applying concurrently on the leader for %s: **%.0f applies/s** (%d applies; Raft batches concurrent entries into one disk write).\n",
 		writers, duration, float64(tput.count)/tput.elapsed.Seconds(), tput.count)
-	return writeSection(out, "raft", b.String())
+	if err := writeSection(out, "raft", b.String()); err != nil {
+		return err
+	}
+	p.stop()
+	rec, err := benchReconcile()
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	return writeSection(out, "reconcile", rec)
 }
 
 // pool is three in-process Raft nodes over TCP loopback.
