@@ -70,9 +70,10 @@ func ValidateLabel(iface, label string) error {
 	return nil
 }
 
-// checkPrefix refuses what no interface can hold: an invalid prefix, a zoned or IPv4-mapped
-// address (ambiguous as to family), a prefix length beyond the family's.
-func checkPrefix(p netip.Prefix) error {
+// CheckPrefix refuses what no interface can hold: an invalid prefix, a zoned or IPv4-mapped
+// address (ambiguous as to family), a prefix length beyond the family's. Implementations of
+// Addresses (the fake included) refuse these before asking the kernel.
+func CheckPrefix(p netip.Prefix) error {
 	a := p.Addr()
 	switch {
 	case !p.IsValid():

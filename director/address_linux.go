@@ -67,7 +67,7 @@ func toNetlink(p netip.Prefix, label string) *netlink.Addr {
 // Add implements Addresses.
 func (n *NetlinkAddresses) Add(iface string, p netip.Prefix, label string) error {
 	wrap := func(err error) error { return fmt.Errorf("add VIP %s on %s: %w", p, iface, err) }
-	if err := checkPrefix(p); err != nil {
+	if err := CheckPrefix(p); err != nil {
 		return wrap(err)
 	}
 	if label == "" {
@@ -102,7 +102,7 @@ func (n *NetlinkAddresses) Add(iface string, p netip.Prefix, label string) error
 // Remove implements Addresses.
 func (n *NetlinkAddresses) Remove(iface string, p netip.Prefix) error {
 	wrap := func(err error) error { return fmt.Errorf("remove VIP %s from %s: %w", p, iface, err) }
-	if err := checkPrefix(p); err != nil {
+	if err := CheckPrefix(p); err != nil {
 		return wrap(err)
 	}
 	l, err := n.link(iface)

@@ -92,22 +92,6 @@ func (f *Addresses) linkLocked(iface string) (*link, error) {
 	return l, nil
 }
 
-// checkPrefix refuses what the real implementation refuses before asking the kernel.
-func checkPrefix(p netip.Prefix) error {
-	a := p.Addr()
-	switch {
-	case !p.IsValid():
-		return fmt.Errorf("invalid prefix %q", p)
-	case a.Zone() != "":
-		return fmt.Errorf("address %s has a zone", a)
-	case a.Is4In6():
-		return fmt.Errorf("address %s is IPv4-mapped: give it as IPv4", a)
-	case a.IsUnspecified() || a.IsMulticast():
-		return fmt.Errorf("address %s cannot be put on an interface", a)
-	}
-	return nil
-}
-
 // sameAddress is the kernel's identity of addresses: IPv4 by address and prefix length, IPv6
 // by address alone.
 func sameAddress(a, b netip.Prefix) bool {
@@ -126,7 +110,7 @@ func (f *Addresses) Add(iface string, p netip.Prefix, label string) (err error) 
 	if err := f.takeFailLocked("add"); err != nil {
 		return wrap(err)
 	}
-	if err := checkPrefix(p); err != nil {
+	if err := director.CheckPrefix(p); err != nil {
 		return wrap(err)
 	}
 	if label == "" {
@@ -165,7 +149,7 @@ func (f *Addresses) Remove(iface string, p netip.Prefix) (err error) {
 	if err := f.takeFailLocked("remove"); err != nil {
 		return wrap(err)
 	}
-	if err := checkPrefix(p); err != nil {
+	if err := director.CheckPrefix(p); err != nil {
 		return wrap(err)
 	}
 	l, err := f.linkLocked(iface)
