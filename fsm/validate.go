@@ -127,7 +127,7 @@ func normalizeCheck(c *HealthCheck) {
 		c.Interval = Duration(DefaultCheckInterval)
 	}
 	if c.Timeout == 0 {
-		c.Timeout = Duration(min(DefaultCheckTimeout, time.Duration(c.Interval)))
+		c.Timeout = Duration(min(DefaultCheckTimeout, time.Duration(c.Interval)/2))
 	}
 	if c.Rise == 0 {
 		c.Rise = DefaultCheckRise
@@ -286,8 +286,9 @@ func validateCheck(f string, c *HealthCheck) error {
 	if c.Interval < Duration(10*time.Millisecond) {
 		return invalid(f+" interval", c.Interval.String(), "must be at least 10ms")
 	}
-	if c.Timeout <= 0 || c.Timeout > c.Interval {
-		return invalid(f+" timeout", c.Timeout.String(), "must be positive and at most the interval %s", c.Interval)
+	// A check still running when the next one is due would pile up: the timeout must end first.
+	if c.Timeout <= 0 || c.Timeout >= c.Interval {
+		return invalid(f+" timeout", c.Timeout.String(), "must be positive and shorter than the interval %s", c.Interval)
 	}
 	if c.Rise < 1 || c.Rise > 100 {
 		return invalid(f+" rise", strconv.Itoa(c.Rise), "must be 1–100")

@@ -14,7 +14,7 @@ service "web" {
     path     = "/index.html"
     expect   = "Test Page"
     interval = "1s"
-    timeout  = "1s"
+    timeout  = "500ms"
   }
 
   fallback {

@@ -144,7 +144,7 @@ func genCheck(t *rapid.T) *fsm.HealthCheck {
 	}
 	limit := cmp.Or(time.Duration(c.Interval), fsm.DefaultCheckInterval)
 	if rapid.Bool().Draw(t, "timeout") {
-		c.Timeout = fsm.Duration(rapid.Int64Range(1, int64(limit)).Draw(t, "timeout ns"))
+		c.Timeout = fsm.Duration(rapid.Int64Range(1, int64(limit)-1).Draw(t, "timeout ns"))
 	}
 	c.Rise = rapid.IntRange(0, 100).Draw(t, "rise")
 	c.Fall = rapid.IntRange(0, 100).Draw(t, "fall")

@@ -187,7 +187,7 @@ func TestSeedExample(t *testing.T) {
 			Name: "web", VIP: netip.MustParseAddr("192.0.2.6"), Port: 80, Protocol: fsm.TCP,
 			Scheduler: "rr", Forwarding: fsm.DR, Quiescent: true,
 			Check: &fsm.HealthCheck{
-				Type: "http", Interval: ms(1000), Timeout: ms(1000), Rise: 1, Fall: 1, InitialState: fsm.HealthUp,
+				Type: "http", Interval: ms(1000), Timeout: ms(500), Rise: 1, Fall: 1, InitialState: fsm.HealthUp,
 				Method: "GET", Path: "/index.html", Expect: "Test Page",
 			},
 			Fallback: &fsm.Fallback{Address: netip.MustParseAddr("127.0.0.1"), Port: 80},

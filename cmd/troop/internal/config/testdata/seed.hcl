@@ -31,9 +31,9 @@ service "web" {
     path   = "/index.html" # request="index.html"
     expect = "Test Page"   # receive="Test Page"
     # checkinterval=1. ldirectord's timeout=3 is longer than its interval, which Troop refuses
-    # (a check would still run when the next one starts), so the timeout is the interval.
+    # (a check would still run when the next one starts), so the timeout is half the interval.
     interval = "1s"
-    timeout  = "1s"
+    timeout  = "500ms"
     # ldirectord has no rise: one good check re-adds a server, one failed check removes it.
     rise = 1
     fall = 1
