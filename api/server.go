@@ -19,6 +19,8 @@ type Server struct {
 	mux *http.ServeMux
 	// dp is nil when the agent runs no dataplane.
 	dp Dataplane
+	// events is nil when the agent keeps none.
+	events *Events
 }
 
 // NewServer returns the API handler for b. It starts nothing; log (nil: discard) receives one
@@ -52,6 +54,7 @@ func (s *Server) routes() {
 
 	s.handle("GET /v1/status", s.getStatus)
 	s.handle("GET /v1/dataplane", s.getDataplane)
+	s.handle("GET /v1/events", s.getEvents)
 	s.handle("GET /v1/operator/raft/peers", s.listPeers)
 	s.handle("DELETE /v1/operator/raft/peers/{id}", s.removePeer)
 	s.handle("POST /v1/operator/raft/transfer-leadership", s.transferLeadership)

@@ -30,6 +30,9 @@ type agentOptions struct {
 	leaveOnStop bool
 }
 
+// eventsKept is how many recent events an agent keeps for `troop events`.
+const eventsKept = 4096
+
 // handoffTimeout bounds how long a stopping leader waits for a follower to take over.
 const handoffTimeout = 5 * time.Second
 
@@ -173,6 +176,9 @@ func serveAgent(ctx context.Context, ac config.Agent, o agentOptions, logOut io.
 	if dp != nil {
 		apiServer.SetDataplane(dp.dir)
 	}
+	events := api.NewEvents(eventsKept, log.With("component", "events"))
+	apiServer.SetEvents(events)
+	feedHealth := events.FeedHealth(f)
 	srv := &http.Server{
 		Handler:           apiServer,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -187,6 +193,9 @@ func serveAgent(ctx context.Context, ac config.Agent, o agentOptions, logOut io.
 	if dp != nil {
 		dpWG.Go(func() { dp.run(dpCtx) })
 	}
+	dpWG.Go(func() { feedHealth(dpCtx) })
+	leadership := node.WatchLeadership(dpCtx)
+	dpWG.Go(func() { events.FeedLeadership(ac.NodeID, leadership) })
 	failed := make(chan error, 2)
 	wg.Go(func() {
 		if err := node.Run(nodeCtx); err != nil {
