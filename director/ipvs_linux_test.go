@@ -24,6 +24,9 @@ import (
 // behaviour the fake shares with the kernel. The kernel half needs root and a kernel with IPVS
 // (not the developers' machine kind: it runs in the VM tier). Without them it skips, naming the
 // reason, unless TROOP_REQUIRE_IPVS=1, which the VM tier sets to turn the skip into a failure.
+// Both halves passed (six runs in a row) on Debian's 6.1.0-48 kernel under qemu TCG, from a
+// busybox initramfs holding the CGO_ENABLED=0 test binary and the modules crc32c_generic,
+// libcrc32c, nf_defrag_ipv4/6, nf_conntrack, ip_vs, ip_vs_rr, ip_vs_wrr, ip_vs_sh and ip_vs_mh.
 //
 // The file shares package director_test with other test files: its top-level names start with
 // kt (kernel test) to stay out of their way.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mdlayher/genetlink"
@@ -34,7 +35,7 @@ var testFamily = genetlink.Family{ID: testFamilyID, Version: ipvsGenlVersion, Na
 
 func testSyncDaemons(t testing.TB, fn genltest.Func) *kernelSyncDaemons {
 	t.Helper()
-	k, err := newSyncDaemons(genltest.Dial(genltest.ServeFamily(testFamily, fn)))
+	k, err := newSyncDaemons(genltest.Dial(genltest.ServeFamily(testFamily, fn)), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestNewSyncDaemonsNoFamily(t *testing.T) {
 		}
 		return nil, fmt.Errorf("unexpected request %+v", nreq.Header)
 	})
-	_, err := newSyncDaemons(c)
+	_, err := newSyncDaemons(c, time.Second)
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("newSyncDaemons = %v, want ENOENT", err)
 	}
@@ -229,6 +230,54 @@ func TestSyncDaemonsClose(t *testing.T) {
 	}
 }
 
+// TestSyncDaemonsNoAnswer covers the kernel answering nothing to a command (DEL_DAEMON of a daemon
+// whose thread had not run yet): the command times out, then GET_DAEMON decides.
+func TestSyncDaemonsNoAnswer(t *testing.T) {
+	master := SyncDaemon{State: SyncMaster, Interface: "lo", SyncID: 7}
+	tests := []struct {
+		name    string
+		running []SyncDaemon // what GET_DAEMON shows after the timeout
+		call    func(SyncDaemons) error
+		ok      bool
+	}{
+		{"stopped after all", nil, func(s SyncDaemons) error { return s.StopDaemon(SyncMaster) }, true},
+		{"other role still runs", []SyncDaemon{{State: SyncBackup, Interface: "lo"}}, func(s SyncDaemons) error { return s.StopDaemon(SyncMaster) }, true},
+		{"still running", []SyncDaemon{master}, func(s SyncDaemons) error { return s.StopDaemon(SyncMaster) }, false},
+		{"started after all", []SyncDaemon{master}, func(s SyncDaemons) error { return s.StartDaemon(master) }, true},
+		{"started otherwise", []SyncDaemon{{State: SyncMaster, Interface: "eth0", SyncID: 7}}, func(s SyncDaemons) error { return s.StartDaemon(master) }, false},
+		{"not started", nil, func(s SyncDaemons) error { return s.StartDaemon(master) }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cmds []uint8
+			k := testSyncDaemons(t, func(greq genetlink.Message, _ netlink.Message) ([]genetlink.Message, error) {
+				cmds = append(cmds, greq.Header.Command)
+				if greq.Header.Command != ipvsCmdGetDaemon {
+					return nil, os.ErrDeadlineExceeded // what a read deadline gives
+				}
+				var out []genetlink.Message
+				for _, d := range tt.running {
+					out = append(out, kernelDaemonReply(d))
+				}
+				if len(out) == 0 {
+					return nil, io.EOF
+				}
+				return out, nil
+			})
+			err := tt.call(k)
+			if tt.ok && err != nil {
+				t.Fatalf("got %v, want success", err)
+			}
+			if !tt.ok && !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("got %v, want the deadline error", err)
+			}
+			if len(cmds) != 2 || cmds[1] != ipvsCmdGetDaemon {
+				t.Errorf("commands %v, want the command then GET_DAEMON", cmds)
+			}
+		})
+	}
+}
+
 // daemonKernel is a model of the kernel's daemon table behind the IPVS family, speaking the wire
 // format: it decodes requests with its own code (not the package's) and answers as the kernel
 // does, errnos included.
@@ -320,7 +369,7 @@ func TestSyncDaemonsRapid(t *testing.T) {
 	ifaces := []string{"lo", "eth0", "bond0.100", "br-lan"}
 	rapid.Check(t, func(t *rapid.T) {
 		kern := &daemonKernel{ifaces: ifaces, running: map[uint32]SyncDaemon{}}
-		k, err := newSyncDaemons(genltest.Dial(genltest.ServeFamily(testFamily, kern.serve)))
+		k, err := newSyncDaemons(genltest.Dial(genltest.ServeFamily(testFamily, kern.serve)), time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
