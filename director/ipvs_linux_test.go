@@ -350,10 +350,25 @@ func ktExerciseIPVS(t *testing.T, k director.IPVS) {
 		t.Fatalf("Services after refused calls (-want +got):\n%s", diff)
 	}
 
+	// What the kernel accepts and ipvsadm refuses: port 0 (the catch-all service), the "none"
+	// scheduler, a weight above 65535.
+	catchAll := director.ServiceKey{Family: fsm.IPv4, Protocol: fsm.TCP, Address: ktVip, Port: 0}
+	heavy := ktRs("192.0.2.21", 0, fsm.DR, 70000)
+	ktMust(t, "CreateService on port 0", k.CreateService(director.Service{ServiceKey: catchAll, Scheduler: "none"}))
+	ktMust(t, "CreateDestination of weight 70000", k.CreateDestination(catchAll, heavy))
+	if ds := ktSortedDests(t, k, catchAll); !cmp.Equal(ds, []director.Destination{heavy}, ktAddrCmp) {
+		t.Errorf("catch-all destinations = %+v", ds)
+	}
+	svcs := ktSortedServices(t, k)
+	if i := slices.IndexFunc(svcs, func(s director.Service) bool { return s.ServiceKey == catchAll }); i < 0 || svcs[i].Scheduler != "none" {
+		t.Errorf("catch-all service missing or changed: %+v", svcs)
+	}
+	ktMust(t, "RemoveService on port 0", k.RemoveService(catchAll))
+
 	// Updates: not persistent any more (the host mask comes back), a drained real.
 	ktMust(t, "UpdateService", k.UpdateService(director.Service{ServiceKey: ktTcp80, Scheduler: "rr", Netmask: 24}))
 	ktMust(t, "UpdateDestination", k.UpdateDestination(ktTcp80, director.Destination{DestinationKey: r21.DestinationKey, Forwarding: fsm.NAT, Weight: 0, UpperThreshold: 7, LowerThreshold: 7}))
-	svcs := ktSortedServices(t, k)
+	svcs = ktSortedServices(t, k)
 	if got := svcs[slices.IndexFunc(svcs, func(s director.Service) bool { return s.ServiceKey == ktTcp80 })]; !cmp.Equal(got, director.Service{ServiceKey: ktTcp80, Scheduler: "rr", Netmask: 32}, ktAddrCmp) {
 		t.Errorf("updated service reads back as %+v", got)
 	}
