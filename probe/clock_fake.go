@@ -14,7 +14,7 @@ import (
 // not wait for the reader, so a test that needs the reader to have acted must wait for that
 // itself.
 type FakeClock struct {
-	mu sync.Mutex // guards all following fields
+	mu      sync.Mutex // guards all following fields
 	now     time.Time
 	pending []*fakeTimer
 	seq     uint64
