@@ -208,6 +208,18 @@ func (at *annTest) expectArmed(want time.Duration) {
 	}
 }
 
+// statsWhen returns vip's stats once ok accepts them, or after a second as they are.
+func (at *annTest) statsWhen(vip netip.Addr, ok func(AnnounceStats) bool) AnnounceStats {
+	deadline := time.Now().Add(time.Second)
+	for {
+		st := at.stats(vip)
+		if ok(st) || time.Now().After(deadline) {
+			return st
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (at *annTest) stats(vip netip.Addr) AnnounceStats {
 	for _, s := range at.a.Stats() {
 		if s.VIP == vip {
@@ -346,7 +358,8 @@ func TestAnnounceAgainRestartsBurst(t *testing.T) {
 	// Moving the VIP to another interface stops the old schedule and starts a new one.
 	at.a.Announce("eth1", annVIP6)
 	annDiff(t, "moved", at.sender.take(t, 1), "  2.7s neighbor-advertisement 2001:db8::10 on eth1\n")
-	if st := at.stats(annVIP6); st.Iface != "eth1" || !st.Announcing || st.Sent != 5 {
+	// The sender hands the packet over before the announcer counts it: wait for the count.
+	if st := at.statsWhen(annVIP6, func(s AnnounceStats) bool { return s.Sent == 5 }); st.Iface != "eth1" || !st.Announcing || st.Sent != 5 {
 		t.Errorf("stats = %+v", st)
 	}
 }

@@ -165,13 +165,8 @@ func DesiredFor(s *fsm.Service, health func(realID string) fsm.Health, opts Reco
 		if fwd == "" {
 			fwd = s.Forwarding
 		}
-		x := Destination{DestinationKey: dk, Forwarding: fwd, Weight: weight, UpperThreshold: r.UpperThreshold}
-		// The kernel refuses a lower threshold above the upper one even when the upper is 0 (no
-		// limit), which the FSM accepts; without an upper threshold the lower one means nothing.
-		if r.UpperThreshold != 0 {
-			x.LowerThreshold = r.LowerThreshold
-		}
-		dests = append(dests, x)
+		dests = append(dests, Destination{DestinationKey: dk, Forwarding: fwd, Weight: weight,
+			UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold})
 		serving = serving || weight > 0
 	}
 

@@ -362,7 +362,7 @@ func canonicalService(s Service) Service {
 	for _, f := range s.SchedFlags {
 		bits |= schedFlagBits[f]
 	}
-	out.SchedFlags = schedFlagsFromBits(s.Scheduler, bits)
+	out.SchedFlags = SchedFlagsFromBits(s.Scheduler, bits)
 	out.Netmask = 32
 	if fam == fsm.IPv6 {
 		out.Netmask = 128

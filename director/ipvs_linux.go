@@ -208,42 +208,8 @@ func refuse(errno syscall.Errno, format string, args ...any) error {
 
 // Kernel values (include/uapi/linux/ip_vs.h).
 const (
-	svcFlagPersistent = uint32(ipvs.ServicePersistent)    // IP_VS_SVC_F_PERSISTENT
-	svcFlagHashed     = uint32(ipvs.ServiceHashed)        // IP_VS_SVC_F_HASHED, kernel-internal
-	svcFlagSched1     = uint32(ipvs.ServiceSchedulerOpt1) // IP_VS_SVC_F_SCHED1 (sh/mh fallback)
-	svcFlagSched2     = uint32(ipvs.ServiceSchedulerOpt2) // IP_VS_SVC_F_SCHED2 (sh/mh port)
-	svcFlagSched3     = uint32(ipvs.ServiceSchedulerOpt3) // IP_VS_SVC_F_SCHED3
+	svcFlagHashed = uint32(ipvs.ServiceHashed) // IP_VS_SVC_F_HASHED, kernel-internal
 )
-
-// schedFlagBits maps each scheduler flag name to its bit. sh and mh give the same two bits
-// different names (IP_VS_SVC_F_SCHED_SH_FALLBACK = IP_VS_SVC_F_SCHED_MH_FALLBACK = SCHED1).
-var schedFlagBits = map[fsm.SchedulerFlag]uint32{
-	fsm.FlagSHFallback: svcFlagSched1,
-	fsm.FlagSHPort:     svcFlagSched2,
-	fsm.FlagMHFallback: svcFlagSched1,
-	fsm.FlagMHPort:     svcFlagSched2,
-	"flag-1":           svcFlagSched1,
-	"flag-2":           svcFlagSched2,
-	"flag-3":           svcFlagSched3,
-}
-
-// schedFlagsFromBits names the scheduler flag bits as ipvsadm does for the scheduler.
-func schedFlagsFromBits(sched fsm.Scheduler, flags uint32) []fsm.SchedulerFlag {
-	names := [3]fsm.SchedulerFlag{"flag-1", "flag-2", "flag-3"}
-	switch sched {
-	case "sh":
-		names[0], names[1] = fsm.FlagSHFallback, fsm.FlagSHPort
-	case "mh":
-		names[0], names[1] = fsm.FlagMHFallback, fsm.FlagMHPort
-	}
-	var out []fsm.SchedulerFlag
-	for i, bit := range []uint32{svcFlagSched1, svcFlagSched2, svcFlagSched3} {
-		if flags&bit != 0 {
-			out = append(out, names[i])
-		}
-	}
-	return out
-}
 
 func familyToKernel(f fsm.Family) (ipvs.AddressFamily, bool) {
 	switch f {
@@ -337,15 +303,13 @@ func serviceToKernel(s Service) (ipvs.Service, error) {
 	ks.Timeout = s.Timeout
 	var flags uint32
 	if s.Persistent {
-		flags |= svcFlagPersistent
+		flags |= FlagPersistent
 	}
-	for _, f := range s.SchedFlags {
-		bit, ok := schedFlagBits[f]
-		if !ok {
-			return ipvs.Service{}, refuse(syscall.EINVAL, "unknown scheduler flag %q", f)
-		}
-		flags |= bit
+	schedBits, ok := SchedFlagBits(s.SchedFlags)
+	if !ok {
+		return ipvs.Service{}, refuse(syscall.EINVAL, "unknown scheduler flag in %q", s.SchedFlags)
 	}
+	flags |= schedBits
 	ks.Flags = ipvs.Flags(flags)
 	bits := 32
 	if ks.Family == ipvs.INET6 {
@@ -379,8 +343,8 @@ func serviceFromKernel(ks ipvs.ServiceExtended) (Service, error) {
 	}
 	s.Scheduler = fsm.Scheduler(ks.Scheduler)
 	flags := uint32(ks.Flags) &^ svcFlagHashed
-	s.Persistent = flags&svcFlagPersistent != 0
-	s.SchedFlags = schedFlagsFromBits(s.Scheduler, flags)
+	s.Persistent = flags&FlagPersistent != 0
+	s.SchedFlags = SchedFlagsFromBits(s.Scheduler, flags)
 	s.Timeout = ks.Timeout
 	s.Netmask = ks.Netmask.Bits()
 	s.Stats = statsFromKernel(ks.Stats, ks.Stats64)

@@ -480,7 +480,7 @@ func (r *Reconciler) removeService(p *pass, name string, k ServiceKey) {
 	p.rep.Calls++
 	p.rep.Writes++
 	if err := r.k.RemoveService(k); err != nil && !isMissingService(err) {
-		p.fail("remove", name, "", fmt.Errorf("remove IPVS service %s: %w", k, err))
+		p.fail("remove", name, "", err)
 		return
 	} else if err == nil {
 		p.rep.Services.Removed++
@@ -553,7 +553,7 @@ func (r *Reconciler) updateService(p *pass, d *DesiredService) bool {
 	p.rep.Calls++
 	p.rep.Writes++
 	if err := r.k.UpdateService(d.Service); err != nil {
-		p.fail("update", d.Name, "", fmt.Errorf("update IPVS service %s: %w", d.Service.ServiceKey, err))
+		p.fail("update", d.Name, "", err)
 		return false
 	}
 	p.rep.Services.Updated++
@@ -573,7 +573,7 @@ func (r *Reconciler) createService(p *pass, d *DesiredService) {
 	p.rep.Calls++
 	p.rep.Writes++
 	if err := r.k.CreateService(d.Service); err != nil {
-		p.fail("create", d.Name, "", fmt.Errorf("create IPVS service %s: %w", k, err))
+		p.fail("create", d.Name, "", err)
 		return
 	}
 	p.rep.Services.Created++
@@ -595,7 +595,7 @@ func (r *Reconciler) createDest(p *pass, d *DesiredService, x *Destination) bool
 	p.rep.Calls++
 	p.rep.Writes++
 	if err := r.k.CreateDestination(d.Service.ServiceKey, *x); err != nil {
-		p.fail("create", d.Name, x.DestinationKey.String(), fmt.Errorf("create destination %s of IPVS service %s: %w", x.DestinationKey, d.Service.ServiceKey, err))
+		p.fail("create", d.Name, x.DestinationKey.String(), err)
 		return false
 	}
 	p.rep.Destinations.Created++
@@ -607,7 +607,7 @@ func (r *Reconciler) updateDest(p *pass, d *DesiredService, x *Destination) bool
 	p.rep.Calls++
 	p.rep.Writes++
 	if err := r.k.UpdateDestination(d.Service.ServiceKey, *x); err != nil {
-		p.fail("update", d.Name, x.DestinationKey.String(), fmt.Errorf("update destination %s of IPVS service %s: %w", x.DestinationKey, d.Service.ServiceKey, err))
+		p.fail("update", d.Name, x.DestinationKey.String(), err)
 		return false
 	}
 	p.rep.Destinations.Updated++
@@ -619,7 +619,7 @@ func (r *Reconciler) removeDest(p *pass, d *DesiredService, dk DestinationKey, w
 	p.rep.Calls++
 	p.rep.Writes++
 	if err := r.k.RemoveDestination(d.Service.ServiceKey, dk); err != nil && !errors.Is(err, os.ErrNotExist) {
-		p.fail("remove", d.Name, dk.String(), fmt.Errorf("remove destination %s of IPVS service %s: %w", dk, d.Service.ServiceKey, err))
+		p.fail("remove", d.Name, dk.String(), err)
 		return false
 	}
 	p.rep.Destinations.Removed++

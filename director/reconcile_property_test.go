@@ -84,7 +84,9 @@ func genTable(t *rapid.T) []fsm.Service {
 			}
 			if rapid.Bool().Draw(t, "thresholds?") {
 				r.UpperThreshold = uint32(rapid.SampledFrom([]int{0, 100}).Draw(t, "upper"))
-				r.LowerThreshold = uint32(rapid.SampledFrom([]int{0, 10}).Draw(t, "lower"))
+				if r.UpperThreshold != 0 { // the FSM refuses a lower threshold without an upper one
+					r.LowerThreshold = uint32(rapid.SampledFrom([]int{0, 10}).Draw(t, "lower"))
+				}
 			}
 			s.Reals = append(s.Reals, r)
 		}

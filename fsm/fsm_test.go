@@ -332,6 +332,7 @@ func TestValidationMessages(t *testing.T) {
 		{"check regexp", func(s *Service) { s.Check.ExpectRegexp = "(" }, `expect_regexp: "("`},
 		{"fallback family", func(s *Service) { s.Fallback = &Fallback{Address: netip.MustParseAddr("::1")} }, `fallback address: "::1": is ipv6 but the service is ipv4`},
 		{"thresholds", func(s *Service) { s.Reals[0].UpperThreshold = 10; s.Reals[0].LowerThreshold = 20 }, `lower_threshold: "20": is above upper_threshold 10`},
+		{"lower without upper", func(s *Service) { s.Reals[0].LowerThreshold = 5 }, `lower_threshold: "5": needs an upper_threshold at or above it`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -268,7 +268,12 @@ func validateReal(s *Service, r *Real) error {
 	if fwd != NAT && s.FWMark == 0 && r.Port != s.Port {
 		return invalid(f+" port", strconv.Itoa(int(r.Port)), "forwarding %s cannot change the port; use nat or port %d", fwd, s.Port)
 	}
-	if r.UpperThreshold != 0 && r.LowerThreshold > r.UpperThreshold {
+	// The kernel refuses (ERANGE) a lower threshold above the upper one, even when the upper one
+	// is 0, "no limit": a lower threshold only means something under an upper one.
+	if r.LowerThreshold > r.UpperThreshold {
+		if r.UpperThreshold == 0 {
+			return invalid(f+" lower_threshold", strconv.FormatUint(uint64(r.LowerThreshold), 10), "needs an upper_threshold at or above it")
+		}
 		return invalid(f+" lower_threshold", strconv.FormatUint(uint64(r.LowerThreshold), 10), "is above upper_threshold %d", r.UpperThreshold)
 	}
 	if !slices.Contains(AdminStates, r.Admin) {

@@ -37,7 +37,7 @@ func writeIPVSService(w io.Writer, s api.ServiceStatus, reasons bool) {
 		if fwd == "" {
 			fwd = s.Forwarding
 		}
-		line := fmt.Sprintf(realFormat, r.ID(), forwardName(fwd), strconv.Itoa(r.EffectiveWeight()), h.State, r.Admin)
+		line := fmt.Sprintf(realFormat, r.ID(), director.ForwardingName(fwd), strconv.Itoa(r.EffectiveWeight()), h.State, r.Admin)
 		if reasons && h.Reason != "" {
 			line += "  " + h.Reason
 		}
@@ -72,19 +72,6 @@ func serviceLine(s fsm.Service) string {
 		fmt.Fprintf(&b, " %s", f)
 	}
 	return b.String()
-}
-
-// forwardName is ipvsadm's name of a forwarding method.
-func forwardName(f fsm.Forwarding) string {
-	switch f {
-	case fsm.DR:
-		return "Route"
-	case fsm.NAT:
-		return "Masq"
-	case fsm.TUN:
-		return "Tunnel"
-	}
-	return string(f)
 }
 
 // checkSummary describes a health check on one line.
@@ -162,7 +149,7 @@ func writeKernelTable(w io.Writer, services []director.KernelService) {
 		for _, d := range s.Destinations {
 			fwd, weight, active, inactive, cps, pps := "-", "-", "-", "-", "-", "-"
 			if k := d.Kernel; k != nil {
-				fwd, weight = forwardName(k.Forwarding), strconv.Itoa(k.Weight)
+				fwd, weight = director.ForwardingName(k.Forwarding), strconv.Itoa(k.Weight)
 				active, inactive = strconv.FormatUint(uint64(k.ActiveConns), 10), strconv.FormatUint(uint64(k.InactiveConns), 10)
 				cps, pps = strconv.FormatUint(k.Stats.CPS, 10), strconv.FormatUint(k.Stats.PPSIn, 10)
 			}

@@ -461,7 +461,7 @@ func (f *IPVS) String() string {
 		b.WriteString(serviceLine(s))
 		b.WriteByte('\n')
 		for _, d := range s.sortedDests() {
-			fmt.Fprintf(&b, "  -> %s  %s  %d  %d  %d", d.DestinationKey, forwardingName(d.Forwarding), d.Weight, d.ActiveConns, d.InactiveConns)
+			fmt.Fprintf(&b, "  -> %s  %s  %d  %d  %d", d.DestinationKey, director.ForwardingName(d.Forwarding), d.Weight, d.ActiveConns, d.InactiveConns)
 			if d.LowerThreshold != 0 || d.UpperThreshold != 0 {
 				fmt.Fprintf(&b, "  thresholds %d-%d", d.LowerThreshold, d.UpperThreshold)
 			}
@@ -483,7 +483,7 @@ func serviceLine(s *service) string {
 		fmt.Fprintf(&b, "%s  %s", strings.ToUpper(string(k.Protocol)), netip.AddrPortFrom(k.Address, k.Port))
 	}
 	fmt.Fprintf(&b, " %s", s.svc.Scheduler)
-	if fl := schedFlagsFromBits(s.svc.Scheduler, s.flags); len(fl) > 0 {
+	if fl := director.SchedFlagsFromBits(s.svc.Scheduler, s.flags); len(fl) > 0 {
 		names := make([]string, len(fl))
 		for i, f := range fl {
 			names[i] = string(f)
@@ -511,22 +511,10 @@ func maskString(ones int) string {
 	return netip.AddrFrom4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}).String()
 }
 
-func forwardingName(f fsm.Forwarding) string {
-	switch f {
-	case fsm.DR:
-		return "Route"
-	case fsm.NAT:
-		return "Masq"
-	case fsm.TUN:
-		return "Tunnel"
-	}
-	return string(f)
-}
-
 // read returns the service as the kernel lists it.
 func (s *service) read() director.Service {
 	out := s.svc
-	out.SchedFlags = schedFlagsFromBits(s.svc.Scheduler, s.flags)
+	out.SchedFlags = director.SchedFlagsFromBits(s.svc.Scheduler, s.flags)
 	return out
 }
 
@@ -684,38 +672,6 @@ func normalizeKey(k director.ServiceKey) (director.ServiceKey, error) {
 	return director.ServiceKey{Family: fam, Protocol: k.Protocol, Address: k.Address, Port: k.Port}, nil
 }
 
-// Scheduler flag bits (IP_VS_SVC_F_*).
-const (
-	flagPersistent = 0x1
-	flagSched1     = 0x8
-	flagSched2     = 0x10
-	flagSched3     = 0x20
-)
-
-var schedFlagBits = map[fsm.SchedulerFlag]uint32{
-	fsm.FlagSHFallback: flagSched1, fsm.FlagSHPort: flagSched2,
-	fsm.FlagMHFallback: flagSched1, fsm.FlagMHPort: flagSched2,
-	"flag-1": flagSched1, "flag-2": flagSched2, "flag-3": flagSched3,
-}
-
-// schedFlagsFromBits names flag bits as the kernel's reader does: after the scheduler.
-func schedFlagsFromBits(sched fsm.Scheduler, flags uint32) []fsm.SchedulerFlag {
-	names := [3]fsm.SchedulerFlag{"flag-1", "flag-2", "flag-3"}
-	switch sched {
-	case "sh":
-		names[0], names[1] = fsm.FlagSHFallback, fsm.FlagSHPort
-	case "mh":
-		names[0], names[1] = fsm.FlagMHFallback, fsm.FlagMHPort
-	}
-	var out []fsm.SchedulerFlag
-	for i, bit := range []uint32{flagSched1, flagSched2, flagSched3} {
-		if flags&bit != 0 {
-			out = append(out, names[i])
-		}
-	}
-	return out
-}
-
 // normalizeService returns the service as the kernel would store it (canonical key, the host
 // mask unless persistent with a prefix, zero counters) and its flag bits.
 func normalizeService(in director.Service) (director.Service, uint32, error) {
@@ -725,15 +681,13 @@ func normalizeService(in director.Service) (director.Service, uint32, error) {
 	}
 	var flags uint32
 	if in.Persistent {
-		flags |= flagPersistent
+		flags |= director.FlagPersistent
 	}
-	for _, f := range in.SchedFlags {
-		bit, ok := schedFlagBits[f]
-		if !ok {
-			return in, 0, syscall.EINVAL
-		}
-		flags |= bit
+	schedBits, ok := director.SchedFlagBits(in.SchedFlags)
+	if !ok {
+		return in, 0, syscall.EINVAL
 	}
+	flags |= schedBits
 	bits := 32
 	if k.Family == fsm.IPv6 {
 		bits = 128
