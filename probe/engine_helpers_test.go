@@ -32,9 +32,9 @@ type rig struct {
 	applyMu sync.Mutex // guards idx and applying to f
 	idx     uint64
 
-	sc  *script
-	e   *Engine
-	c   *Committer // set by withCommitter
+	sc *script
+	e  *Engine
+	c  *Committer // set by withCommitter
 
 	cancel context.CancelFunc
 	done   chan struct{}
