@@ -2,15 +2,19 @@ package probe
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -244,4 +248,28 @@ func sortedLines(s string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+func TestErrText(t *testing.T) {
+	dial := func(errno syscall.Errno) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", errno)}
+	}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{dial(syscall.ECONNREFUSED), "connection refused"},
+		{dial(syscall.EHOSTUNREACH), "no route to host"},
+		{dial(syscall.ENETUNREACH), "network is unreachable"},
+		{&url.Error{Op: "Get", URL: "http://192.0.2.10/", Err: dial(syscall.ECONNRESET)}, "connection reset by peer"},
+		{&url.Error{Op: "Get", URL: "http://192.0.2.10/", Err: io.EOF}, "connection closed by the server"},
+		{&net.OpError{Op: "remote error", Err: tls.AlertError(42)}, "TLS: alert from the server: bad certificate"},
+		{&url.Error{Op: "Get", URL: "http://192.0.2.10/", Err: errors.New("net/http: server response headers exceeded 65536 bytes; aborted")},
+			"server response headers exceeded 65536 bytes; aborted"},
+		{&net.OpError{Op: "read", Err: errors.New("tls: unsupported protocol version")}, "TLS: unsupported protocol version"},
+	} {
+		if got := errText(tc.err); got != tc.want {
+			t.Errorf("errText(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
 }
