@@ -241,7 +241,7 @@ func (s *script) lookup(spec fsm.HealthCheck) (Checker, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.specs = append(s.specs, spec)
-	if spec.Type == "exec" && len(spec.Command) > 0 && spec.Command[0] == "refuse" {
+	if spec.Type == "exec" && len(spec.Command) > 0 && spec.Command[0] == "/refuse" {
 		return nil, fmt.Errorf("check command: %q: refused by the test", spec.Command[0])
 	}
 	return s, nil
