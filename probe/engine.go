@@ -93,6 +93,9 @@ type Engine struct {
 	// targets by ID, and by service name then ID.
 	targets   map[string]*target
 	byService map[string]map[string]*target
+	// checkers holds each service's checker with the spec it was built for: the targets of a
+	// service share it (a Checker is safe for concurrent use and bound to its spec).
+	checkers map[string]specChecker
 	counters  counters
 	// dirty holds the IDs whose verdict or committed health changed since the committer last
 	// took them; dirtyC signals that it is not empty.
@@ -186,6 +189,7 @@ func NewEngine(o Options) (*Engine, error) {
 		waitReq:   make(chan waitReq[schedState]),
 		targets:   map[string]*target{},
 		byService: map[string]map[string]*target{},
+		checkers:  map[string]specChecker{},
 		dirty:     map[string]struct{}{},
 		dirtyC:    make(chan struct{}, 1),
 		subs:      map[*subscriber]struct{}{},
@@ -506,10 +510,7 @@ func (e *Engine) addLocked(nt Target, h fsm.RealHealth, now time.Time) {
 	if timeout <= 0 || timeout >= interval {
 		timeout = min(fsm.DefaultCheckTimeout, interval/2)
 	}
-	c, err := e.lookup(nt.Check)
-	if err != nil {
-		c = failing{reason: err.Error()}
-	}
+	c := e.checkerFor(nt)
 	e.seq++
 	t := &target{Target: nt, id: nt.ID(), realID: fsm.RealID(nt.Real.Addr(), nt.Real.Port()),
 		checker: c, interval: interval, timeout: timeout, heapIdx: -1, seq: e.seq,
@@ -544,6 +545,7 @@ func (e *Engine) removeLocked(t *target) {
 		delete(m, t.id)
 		if len(m) == 0 {
 			delete(e.byService, t.Service)
+			delete(e.checkers, t.Service)
 		}
 	}
 	delete(e.dirty, t.id)
@@ -564,6 +566,27 @@ func sameTarget(a, b Target) bool {
 		return false
 	}
 	return reflect.DeepEqual(a.Check, b.Check)
+}
+
+// specChecker is a checker and the spec it was built for.
+type specChecker struct {
+	spec fsm.HealthCheck
+	c    Checker
+}
+
+// checkerFor returns the checker of nt's spec, built once per service and spec. A spec the
+// lookup refuses gets a checker that fails every check with the error. e.mu is held.
+func (e *Engine) checkerFor(nt Target) Checker {
+	if sc, ok := e.checkers[nt.Service]; ok && reflect.DeepEqual(sc.spec, nt.Check) {
+		return sc.c
+	}
+	c, err := e.lookup(nt.Check)
+	if err != nil {
+		e.log.Warn("health check cannot run here; its checks fail", "op", "check", "service", nt.Service, "err", err)
+		c = failing{reason: err.Error()}
+	}
+	e.checkers[nt.Service] = specChecker{spec: nt.Check, c: c}
+	return c
 }
 
 // failing is the checker of a spec no checker accepts.

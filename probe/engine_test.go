@@ -318,6 +318,9 @@ func TestTargetsFollowTable(t *testing.T) {
 
 	r.apply(fsm.UpsertReal("web", fsm.Real{Address: netip.MustParseAddr("192.0.2.24")}))
 	r.settle()
+	if n := len(r.sc.specs); n != 1 {
+		t.Fatalf("%d checkers built for one service's spec, want 1 shared by its targets", n)
+	}
 	if s := r.status("web/192.0.2.24:80"); s.Checks != 0 || s.Next.Before(r.clk.Now()) || !s.Next.Before(r.clk.Now().Add(time.Second)) {
 		t.Fatalf("added real: %+v, want a fresh target due within an interval", s)
 	}
@@ -332,6 +335,9 @@ func TestTargetsFollowTable(t *testing.T) {
 		if s.Checks != 0 || s.Decided {
 			t.Fatalf("target after a spec change: %+v, want reset", s)
 		}
+	}
+	if n := len(r.sc.specs); n != 2 {
+		t.Fatalf("%d checkers built, want one more for the changed spec", n)
 	}
 	if last := r.sc.specs[len(r.sc.specs)-1]; last.Path != "/healthz" {
 		t.Fatalf("checker built for %+v, want the new spec", last)
