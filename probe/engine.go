@@ -96,7 +96,7 @@ type Engine struct {
 	// checkers holds each service's checker with the spec it was built for: the targets of a
 	// service share it (a Checker is safe for concurrent use and bound to its spec).
 	checkers map[string]specChecker
-	counters  counters
+	counters counters
 	// dirty holds the IDs whose verdict or committed health changed since the committer last
 	// took them; dirtyC signals that it is not empty.
 	dirty  map[string]struct{}
