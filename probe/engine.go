@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -83,7 +82,7 @@ type Engine struct {
 	waitReq chan waitReq[schedState]
 
 	// Owned by the scheduler goroutine.
-	heap     targetHeap
+	heap     timerHeap
 	ready    fifo
 	inflight int
 	seq      uint64
@@ -183,7 +182,8 @@ func NewEngine(o Options) (*Engine, error) {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return &Engine{
-		src: o.Source, lookup: o.Checkers, clock: o.Clock, log: o.Log, workers: o.Concurrency,
+		heap: timerHeap{base: o.Clock.Now()},
+		src:  o.Source, lookup: o.Checkers, clock: o.Clock, log: o.Log, workers: o.Concurrency,
 		jobs:      make(chan *target),
 		results:   make(chan *target, o.Concurrency),
 		waitReq:   make(chan waitReq[schedState]),
@@ -228,15 +228,14 @@ func (e *Engine) schedule(ctx context.Context, w *fsm.Watcher) {
 	e.syncAll(e.src.View())
 	for {
 		now := e.clock.Now()
-		for len(e.heap) > 0 && !e.heap[0].due.After(now) {
-			t := heap.Pop(&e.heap).(*target)
-			e.ready.push(t)
+		for e.heap.len() > 0 && !e.heap.minDue().After(now) {
+			e.ready.push(e.heap.pop())
 		}
 		switch {
-		case len(e.heap) > 0 && !armed.Equal(e.heap[0].due):
-			armed = e.heap[0].due
+		case e.heap.len() > 0 && !armed.Equal(e.heap.minDue()):
+			armed = e.heap.minDue()
 			timer.Reset(armed.Sub(now))
-		case len(e.heap) == 0 && !armed.IsZero():
+		case e.heap.len() == 0 && !armed.IsZero():
 			armed = time.Time{}
 			timer.Stop()
 		}
@@ -353,7 +352,7 @@ func (e *Engine) complete(t *target) {
 		e.counters.transitions++
 	}
 	e.mu.Unlock()
-	heap.Push(&e.heap, t)
+	e.heap.push(t)
 	if tr != nil {
 		tr.Service, tr.Real = t.Service, t.realID
 		e.log.Info("check state changed", "op", "check", "service", t.Service, "real", t.realID,
@@ -529,7 +528,7 @@ func (e *Engine) addLocked(nt Target, h fsm.RealHealth, now time.Time) {
 	}
 	e.byService[nt.Service][t.id] = t
 	e.markDirty(t.id)
-	heap.Push(&e.heap, t)
+	e.heap.push(t)
 }
 
 // removeLocked stops t: out of the heap, its queued run skipped, its running check cancelled
@@ -537,7 +536,7 @@ func (e *Engine) addLocked(nt Target, h fsm.RealHealth, now time.Time) {
 func (e *Engine) removeLocked(t *target) {
 	t.removed = true
 	if t.heapIdx >= 0 {
-		heap.Remove(&e.heap, t.heapIdx)
+		e.heap.remove(t.heapIdx)
 	}
 	t.stop()
 	delete(e.targets, t.id)
@@ -593,34 +592,6 @@ func (e *Engine) checkerFor(nt Target) Checker {
 type failing struct{ reason string }
 
 func (f failing) Check(context.Context, Target) Result { return Result{Reason: f.reason} }
-
-// targetHeap orders targets by due time, then by creation.
-type targetHeap []*target
-
-func (h targetHeap) Len() int { return len(h) }
-func (h targetHeap) Less(i, j int) bool {
-	if !h[i].due.Equal(h[j].due) {
-		return h[i].due.Before(h[j].due)
-	}
-	return h[i].seq < h[j].seq
-}
-func (h targetHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx, h[j].heapIdx = i, j
-}
-func (h *targetHeap) Push(x any) {
-	t := x.(*target)
-	t.heapIdx = len(*h)
-	*h = append(*h, t)
-}
-func (h *targetHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	old[len(old)-1] = nil
-	t.heapIdx = -1
-	*h = old[:len(old)-1]
-	return t
-}
 
 // fifo is the queue of due targets waiting for a worker.
 type fifo struct {
@@ -697,5 +668,5 @@ func (e *Engine) answerWaiters(w *fsm.Watcher, now time.Time) {
 	n := len(e.targets)
 	e.mu.Unlock()
 	e.waiters = answer(e.waiters, schedState{targets: n, ready: e.ready.len(), inflight: e.inflight,
-		due: len(e.heap) > 0 && !e.heap[0].due.After(now), watch: len(w.C) > 0})
+		due: e.heap.len() > 0 && !e.heap.minDue().After(now), watch: len(w.C) > 0})
 }
