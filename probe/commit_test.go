@@ -421,3 +421,12 @@ func TestNewCommitterRequires(t *testing.T) {
 		t.Fatalf("defaults: %v %+v", err, c)
 	}
 }
+
+// The agent wires the real types in.
+var (
+	_ Source        = (*fsm.FSM)(nil)
+	_ Viewer        = (*fsm.FSM)(nil)
+	_ Viewer        = (*cluster.Node)(nil)
+	_ Applier       = (*cluster.Node)(nil)
+	_ LeaderWatcher = (*cluster.Node)(nil)
+)
