@@ -162,15 +162,18 @@ type HealthCheck struct {
 	// ExpectRegexp is a regular expression the body or reply must match.
 	ExpectRegexp  string `json:"expect_regexp,omitempty"`
 	TLSSkipVerify bool   `json:"tls_skip_verify,omitempty"`
-	CAFile        string `json:"ca_file,omitempty"`
+	// CAFile is a PEM file of CAs to trust instead of the system's; every director reads its own
+	// copy, so it must exist on each of them.
+	CAFile string `json:"ca_file,omitempty"`
 
 	// tcp: bytes sent after connecting, before Expect is looked for.
 	Send string `json:"send,omitempty"`
 
 	// dns
-	Query        string `json:"query,omitempty"`
-	QueryType    string `json:"query_type,omitempty"`
-	ExpectRcode  string `json:"expect_rcode,omitempty"`
+	Query       string `json:"query,omitempty"`
+	QueryType   string `json:"query_type,omitempty"`
+	ExpectRcode string `json:"expect_rcode,omitempty"`
+	// ExpectAnswer must appear as a whole token in a record of the answer section.
 	ExpectAnswer string `json:"expect_answer,omitempty"`
 
 	// exec: program and arguments; the VIP, port, real address and port are appended.

@@ -282,6 +282,12 @@ func validateReal(s *Service, r *Real) error {
 	return nil
 }
 
+// DNS query types and response codes a dns check understands.
+var (
+	DNSQueryTypes = []string{"A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT"}
+	DNSRcodes     = []string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"}
+)
+
 var httpStatusRE = regexp.MustCompile(`^([1-5][0-9][0-9])(?:-([1-5][0-9][0-9]))?$`)
 
 func validateCheck(f string, c *HealthCheck) error {
@@ -323,13 +329,26 @@ func validateCheck(f string, c *HealthCheck) error {
 				return invalid(f+" expect_status", st, "must be a status code like 200 or a range like 200-399")
 			}
 		}
+		if c.Method == "HEAD" && (c.Expect != "" || c.ExpectRegexp != "") {
+			return invalid(f+" method", c.Method, "a HEAD response has no body for expect or expect_regexp to find")
+		}
 	case "dns":
 		if c.Query == "" {
 			return invalid(f+" query", "", "is required for a dns check")
 		}
+		if !slices.Contains(DNSQueryTypes, c.QueryType) {
+			return invalid(f+" query_type", c.QueryType, "must be one of %s", strings.Join(DNSQueryTypes, ", "))
+		}
+		if !slices.Contains(DNSRcodes, c.ExpectRcode) {
+			return invalid(f+" expect_rcode", c.ExpectRcode, "must be one of %s", strings.Join(DNSRcodes, ", "))
+		}
 	case "exec":
 		if len(c.Command) == 0 || c.Command[0] == "" {
 			return invalid(f+" command", "", "is required for an exec check")
+		}
+		// Every director runs the program: a relative path would depend on each agent's cwd/PATH.
+		if !strings.HasPrefix(c.Command[0], "/") {
+			return invalid(f+" command", c.Command[0], "must be an absolute path (it runs on every director)")
 		}
 	}
 	if c.Type != "https" && (c.TLSSkipVerify || c.CAFile != "") {

@@ -56,4 +56,3 @@ type Checker interface {
 
 // timeoutReason is the reason of a check cut off by its timeout.
 func timeoutReason(d time.Duration) string { return "timeout after " + d.String() }
-

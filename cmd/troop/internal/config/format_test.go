@@ -51,7 +51,7 @@ func fullTable() fsm.Table {
 				Forwarding:  fsm.NAT,
 				Check: &fsm.HealthCheck{
 					Type: "https", Port: 8443, Interval: ms(5000), Timeout: ms(1500), Rise: 3, Fall: 4,
-					InitialState: fsm.HealthDown, Method: "HEAD", Path: "/health", Host: "www.example.org",
+					InitialState: fsm.HealthDown, Method: "GET", Path: "/health", Host: "www.example.org",
 					ExpectStatus: []string{"200-299", "301"}, Expect: "ok", ExpectRegexp: `^ok\s+"quoted" ${not} %{a template}$`,
 					TLSSkipVerify: true, CAFile: "/etc/troop/ca.pem", Send: "PING\r\n",
 					Query: "example.org", QueryType: "AAAA", ExpectRcode: "NXDOMAIN", ExpectAnswer: "2001:db8::1",

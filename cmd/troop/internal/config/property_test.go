@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,8 +176,11 @@ func genCheck(t *rapid.T) *fsm.HealthCheck {
 	if len(c.Command) == 0 {
 		c.Command = nil // the parser reads an absent list as nil
 	}
-	if c.Type == "exec" && (len(c.Command) == 0 || c.Command[0] == "") {
+	if c.Type == "exec" && (len(c.Command) == 0 || !strings.HasPrefix(c.Command[0], "/")) {
 		c.Command = slices.Concat([]string{"/bin/true"}, c.Command)
+	}
+	if c.Method == "HEAD" && (c.Expect != "" || c.ExpectRegexp != "") {
+		c.Method = "GET" // a HEAD response has no body to look in: fsm refuses the pair
 	}
 	if len(c.ExpectStatus) == 0 {
 		c.ExpectStatus = nil

@@ -49,7 +49,7 @@ service "web" {
     rise            = 3
     fall            = 4
     initial_state   = "down"
-    method          = "HEAD"
+    method          = "GET"
     path            = "/index.html"
     host            = "www.example.org"
     expect_status   = ["200-299", "301"]
@@ -147,7 +147,7 @@ vip_group "front" {
 				Persistence: &fsm.Persistence{Timeout: ms(300_000), Netmask: 24},
 				Check: &fsm.HealthCheck{
 					Type: "https", Port: 8443, Interval: ms(3000), Timeout: ms(2000), Rise: 3, Fall: 4,
-					InitialState: fsm.HealthDown, Method: "HEAD", Path: "/index.html", Host: "www.example.org",
+					InitialState: fsm.HealthDown, Method: "GET", Path: "/index.html", Host: "www.example.org",
 					ExpectStatus: []string{"200-299", "301"}, Expect: "Test Page", ExpectRegexp: "Test.*Page",
 					TLSSkipVerify: true, CAFile: "/etc/troop/ca.pem",
 				},

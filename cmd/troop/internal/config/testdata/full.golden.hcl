@@ -44,7 +44,6 @@ service "web" {
     rise            = 3
     fall            = 4
     initial_state   = "down"
-    method          = "HEAD"
     path            = "/health"
     host            = "www.example.org"
     expect_status   = ["200-299", "301"]
