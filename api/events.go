@@ -14,6 +14,7 @@ import (
 
 	"github.com/troop-lb/troop/cluster"
 	"github.com/troop-lb/troop/fsm"
+	"github.com/troop-lb/troop/probe"
 )
 
 // Event is one thing that happened, in words: the successor of ldirectord.log.
@@ -22,7 +23,7 @@ type Event struct {
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
 	// Kind is "health" (the pool's committed verdict on a real server), "check" (this
-	// director's own check result changing), or "leadership".
+	// director's own verdict changing), or "leadership".
 	Kind    string `json:"kind"`
 	Service string `json:"service,omitempty"`
 	Real    string `json:"real,omitempty"`
@@ -161,6 +162,18 @@ func (h *healthFeed) record(st *fsm.State, name string, publish bool) {
 		}
 	}
 	h.seen[name] = now
+}
+
+// FeedChecks publishes this director's own verdict changes (kind "check") until the channel
+// closes: the pool's verdict is the leader's, but each director's view shows asymmetric reach.
+func (e *Events) FeedChecks(node string, ch <-chan probe.Transition) {
+	for tr := range ch {
+		msg := fmt.Sprintf("%s as seen from %s", tr.To, node)
+		if tr.Reason != "" {
+			msg += ": " + tr.Reason
+		}
+		e.Publish(Event{Time: tr.At, Kind: "check", Service: tr.Service, Real: tr.Real, Message: msg})
+	}
 }
 
 // FeedLeadership publishes this node's leadership changes until the channel closes.

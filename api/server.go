@@ -21,6 +21,8 @@ type Server struct {
 	dp Dataplane
 	// events is nil when the agent keeps none.
 	events *Events
+	// checks is nil when the agent runs no health checks.
+	checks Checks
 }
 
 // NewServer returns the API handler for b. It starts nothing; log (nil: discard) receives one
@@ -55,6 +57,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/status", s.getStatus)
 	s.handle("GET /v1/dataplane", s.getDataplane)
 	s.handle("GET /v1/events", s.getEvents)
+	s.handle("GET /v1/checks", s.getChecks)
 	s.handle("GET /v1/operator/raft/peers", s.listPeers)
 	s.handle("DELETE /v1/operator/raft/peers/{id}", s.removePeer)
 	s.handle("POST /v1/operator/raft/transfer-leadership", s.transferLeadership)

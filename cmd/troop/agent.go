@@ -179,6 +179,16 @@ func serveAgent(ctx context.Context, ac config.Agent, o agentOptions, logOut io.
 	events := api.NewEvents(eventsKept, log.With("component", "events"))
 	apiServer.SetEvents(events)
 	feedHealth := events.FeedHealth(f)
+	checks, err := newChecks(f, node, log.With("component", "probe"))
+	if err != nil {
+		dp.close()
+		node.Close()
+		ln.Close()
+		return err
+	}
+	apiServer.SetChecks(checks.engine)
+	checkEvents, stopCheckEvents := checks.engine.Subscribe(256)
+	defer stopCheckEvents()
 	srv := &http.Server{
 		Handler:           apiServer,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -194,6 +204,8 @@ func serveAgent(ctx context.Context, ac config.Agent, o agentOptions, logOut io.
 		dpWG.Go(func() { dp.run(dpCtx) })
 	}
 	dpWG.Go(func() { feedHealth(dpCtx) })
+	dpWG.Go(func() { checks.run(dpCtx) })
+	dpWG.Go(func() { events.FeedChecks(ac.NodeID, checkEvents) })
 	leadership := node.WatchLeadership(dpCtx)
 	dpWG.Go(func() { events.FeedLeadership(ac.NodeID, leadership) })
 	failed := make(chan error, 2)

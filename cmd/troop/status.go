@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 
@@ -13,8 +15,8 @@ import (
 )
 
 var statusVerbs = []verb{
-	{name: "status", maxArgs: 0, read: true, json: true, flags: noFlags(status),
-		synopsis: "Show the agent's Raft state and the table as ipvsadm -Ln shows IPVS"},
+	{name: "status", maxArgs: 0, read: true, json: true, flags: statusFlags,
+		synopsis: "Show the agent's Raft state and the table as ipvsadm -Ln shows IPVS; -v adds this director's own health checks"},
 }
 
 // statusJSON is what `troop status -json` prints.
@@ -23,9 +25,16 @@ type statusJSON struct {
 	Services []api.ServiceStatus `json:"services"`
 	// Dataplane is the agent's own kernel view; absent when it runs no dataplane.
 	Dataplane *api.DataplaneInfo `json:"dataplane,omitempty"`
+	// Checks is the agent's own health-check view (with -v).
+	Checks *api.ChecksInfo `json:"checks,omitempty"`
 }
 
-func status(ctx context.Context, c *call) error {
+func statusFlags(fs *flag.FlagSet) action {
+	verbose := fs.Bool("v", false, "also show this director's own health checks of every real server")
+	return func(ctx context.Context, c *call) error { return status(ctx, c, *verbose) }
+}
+
+func status(ctx context.Context, c *call, verbose bool) error {
 	st, meta, err := c.client.Status(ctx, c.read)
 	if err != nil {
 		return err
@@ -42,8 +51,18 @@ func status(ctx context.Context, c *call) error {
 	case !errors.Is(err, fsm.ErrNotFound): // 404: this agent runs no dataplane
 		return err
 	}
+	var checks *api.ChecksInfo
+	if verbose {
+		ci, err := c.client.Checks(ctx)
+		if err != nil && !errors.Is(err, fsm.ErrNotFound) {
+			return err
+		}
+		if err == nil {
+			checks = &ci
+		}
+	}
 	if c.json {
-		return printJSON(c.stdout, statusJSON{Status: st, Services: services, Dataplane: dpInfo})
+		return printJSON(c.stdout, statusJSON{Status: st, Services: services, Dataplane: dpInfo, Checks: checks})
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 8, 1, ' ', 0)
 	leader := "(none)"
@@ -71,7 +90,35 @@ func status(ctx context.Context, c *call) error {
 		fmt.Fprintln(c.stdout, "\nKernel IPVS table (! marks a difference from the table above):")
 		writeKernelTable(c.stdout, dpInfo.Services)
 	}
+	if checks != nil {
+		writeChecks(c.stdout, *checks)
+	}
 	return nil
+}
+
+// writeChecks lists this director's own verdict on every real server beside the pool's, so a
+// server that one director cannot reach stands out ("! pool says up").
+func writeChecks(w io.Writer, ci api.ChecksInfo) {
+	s := ci.Stats
+	fmt.Fprintf(w, "\nHealth checks from %s: %s (%d up, %d down); %d checks run, %d failed\n",
+		ci.Node, count(s.Targets, "real server"), s.Up, s.Down, s.Checks, s.Failures)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	for _, t := range ci.Targets {
+		line := fmt.Sprintf("  %s\t%s\t%s\t%s", t.Service, t.Real, t.Type, t.State)
+		if !t.Decided {
+			line += " (undecided)"
+		}
+		if t.Last != nil {
+			line += "\t" + t.Last.Reason
+		} else {
+			line += "\tnot checked yet"
+		}
+		if t.Committed != fsm.HealthUnknown && t.Committed != t.State {
+			line += fmt.Sprintf("\t! pool says %s", t.Committed)
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
 }
 
 // dataplaneSummary says in one line what the director does: IPVS, VIPs, last reconcile.
