@@ -147,8 +147,8 @@ func genCheck(t *rapid.T) *fsm.HealthCheck {
 	if rapid.Bool().Draw(t, "timeout") {
 		c.Timeout = fsm.Duration(rapid.Int64Range(1, int64(limit)-1).Draw(t, "timeout ns"))
 	}
-	c.Rise = rapid.IntRange(0, 100).Draw(t, "rise")
-	c.Fall = rapid.IntRange(0, 100).Draw(t, "fall")
+	c.Rise = rapid.SampledFrom([]int{0, 1, 2, 100}).Draw(t, "rise") // 0: not written, the default
+	c.Fall = rapid.SampledFrom([]int{0, 1, 3, 100}).Draw(t, "fall")
 	c.InitialState = rapid.SampledFrom([]fsm.Health{"", fsm.HealthUp, fsm.HealthDown}).Draw(t, "initial")
 	if c.Type == "http" || c.Type == "https" {
 		c.Method = rapid.SampledFrom([]string{"", "GET", "HEAD"}).Draw(t, "method")

@@ -139,8 +139,8 @@ func (d *decoder) check(b *hclsyntax.Block, service string) *fsm.HealthCheck {
 		"port":            number(&c.Port, 0, port16),
 		"interval":        duration(&c.Interval, 0),
 		"timeout":         duration(&c.Timeout, 0),
-		"rise":            number(&c.Rise, intLo, intHi),
-		"fall":            number(&c.Fall, intLo, intHi),
+		"rise":            number(&c.Rise, 1, 100), // fsm's range; 0 would silently mean the default
+		"fall":            number(&c.Fall, 1, 100),
 		"initial_state":   text(&c.InitialState),
 		"method":          text(&c.Method),
 		"path":            text(&c.Path),

@@ -316,6 +316,11 @@ service "web" {
 		},
 	},
 	{
+		name: "rise of 0",
+		src:  "service \"web\" {\n  vip = \"192.0.2.10\"\n  port = 80\n  check \"tcp\" { rise = 0 }\n}\n",
+		want: []string{`table.hcl:4:17: service "web" check rise: "0": must be 1–100`},
+	},
+	{
 		name: "out of range numbers",
 		src: `service "web" {
   vip = "192.0.2.10"
@@ -327,7 +332,7 @@ service "web" {
 		want: []string{
 			`table.hcl:3:3: service "web" port: "70000": must be 0–65535`,
 			`table.hcl:4:3: service "web" fwmark: "-1": must be 0–4294967295`,
-			`table.hcl:5:18: service "web" check fall: "1e12": is out of range`,
+			`table.hcl:5:18: service "web" check fall: "1e12": must be 1–100`,
 		},
 	},
 	{
