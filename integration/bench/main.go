@@ -9,6 +9,9 @@
 // Reconcile: the IPVS reconciler programming a 10,000 × 10 table into the fake kernel, a full
 // comparison with nothing to do, and one-real changes: time, CPU, memory and IPVS calls.
 //
+// Probe: the health-check engine with the HTTP checker against 1,000 and 10,000 real servers on
+// loopback (about two minutes).
+//
 // Usage: go run ./integration/bench -out docs/benchmarks.md
 package main
 
@@ -36,6 +39,9 @@ import (
 )
 
 func main() {
+	if code, child := probeRole(); child {
+		os.Exit(code)
+	}
 	out := flag.String("out", "docs/benchmarks.md", "markdown `file` whose Raft section is rewritten")
 	sequential := flag.Int("n", 2000, "sequential applies for the latency figures")
 	writers := flag.Int("writers", 64, "concurrent writers for the throughput figure")
@@ -101,7 +107,14 @@ func run(out string, n, writers int, duration time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
-	return writeSection(out, "reconcile", rec)
+	if err := writeSection(out, "reconcile", rec); err != nil {
+		return err
+	}
+	probeSection, err := benchProbe()
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	return writeSection(out, "probe", probeSection)
 }
 
 // pool is three in-process Raft nodes over TCP loopback.

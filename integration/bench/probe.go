@@ -36,13 +36,16 @@ import (
 // probeRoleEnv makes the bench binary act as one of the probe benchmark's processes.
 const probeRoleEnv = "TROOP_BENCH_PROBE_ROLE"
 
-func init() {
+// probeRole runs this process as one of the probe benchmark's children, if it is one: main
+// calls it first.
+func probeRole() (exitCode int, isChild bool) {
 	switch os.Getenv(probeRoleEnv) {
 	case "server":
-		os.Exit(probeChild(runProbeServer))
+		return probeChild(runProbeServer), true
 	case "engine":
-		os.Exit(probeChild(runProbeEngine))
+		return probeChild(runProbeEngine), true
 	}
+	return 0, false
 }
 
 func probeChild(run func() error) int {
