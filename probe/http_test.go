@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,6 +9,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
 	"log"
 	"math/big"
@@ -388,5 +391,209 @@ func TestHTTPS(t *testing.T) {
 				t.Errorf("virtual host: server saw SNI %q Host %q", r.TLS.ServerName, r.Host)
 			}
 		}
+	}
+}
+
+// rawHTTPServer is a loopback HTTP server written by hand, for answers net/http's server would
+// not give: it reads each request's head, records it, and lets answer write whatever it likes
+// (answer may hang until the client closes). It stops when the test ends.
+func rawHTTPServer(t *testing.T, answer func(conn net.Conn)) (addr string, lastHead func() string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		head string
+	)
+	t.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				var got []byte
+				buf := make([]byte, 1024)
+				for !strings.Contains(string(got), "\r\n\r\n") {
+					n, err := conn.Read(buf)
+					if err != nil {
+						return
+					}
+					got = append(got, buf[:n]...)
+				}
+				mu.Lock()
+				head = string(got)
+				mu.Unlock()
+				answer(conn)
+			})
+		}
+	})
+	return l.Addr().String(), func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return head
+	}
+}
+
+// untilClosed waits for the client to close conn: a server that sends no more.
+func untilClosed(conn net.Conn) { io.Copy(io.Discard, conn) }
+
+// TestHTTPRequestBytes checks the request head byte for byte: nothing else is sent.
+func TestHTTPRequestBytes(t *testing.T) {
+	addr, head := rawHTTPServer(t, func(conn net.Conn) {
+		io.WriteString(conn, "HTTP/1.1 204 No Content\r\n\r\n")
+	})
+	defer leakCheck(t)()
+	spec := testSpec("http", func(c *fsm.HealthCheck) { c.Path = "/health?a=1&b=%2F" })
+	wantResult(t, checkOnce(t, mustChecker(t, spec), testTarget(addr, spec)), true, "status 204")
+	want := "GET /health?a=1&b=%2F HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: troop-probe\r\nConnection: close\r\n\r\n"
+	if got := head(); got != want {
+		t.Errorf("request head\n%q\nwant\n%q", got, want)
+	}
+	spec = testSpec("http", func(c *fsm.HealthCheck) { c.Method = "HEAD"; c.Host = "www.example.com:8080" })
+	wantResult(t, checkOnce(t, mustChecker(t, spec), testTarget(addr, spec)), true, "status 204")
+	want = "HEAD / HTTP/1.1\r\nHost: www.example.com:8080\r\nUser-Agent: troop-probe\r\nConnection: close\r\n\r\n"
+	if got := head(); got != want {
+		t.Errorf("request head\n%q\nwant\n%q", got, want)
+	}
+}
+
+// TestHTTPHostRefused: a host that cannot be sent as a Host header as it is refuses the spec.
+func TestHTTPHostRefused(t *testing.T) {
+	for _, host := range []string{"www.example.com\r\nX-Injected: 1", "www example com", "bücher.example"} {
+		spec := testSpec("http", func(c *fsm.HealthCheck) { c.Host = host })
+		_, err := NewChecker(spec)
+		if !errors.Is(err, fsm.ErrInvalid) || !strings.Contains(err.Error(), "check host") {
+			t.Errorf("host %q: got %v, want a check host error", host, err)
+		}
+	}
+}
+
+// TestHTTPResponses feeds the checker answers written by hand: framings, interim responses,
+// heads and bodies that end early or run long.
+func TestHTTPResponses(t *testing.T) {
+	big := strings.Repeat("x", 70<<10) + "MARK"
+	const longBody = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nTest"
+	for _, tc := range []struct {
+		name    string
+		answer  func(net.Conn)
+		edit    func(*fsm.HealthCheck)
+		healthy bool
+		reason  string
+	}{
+		{"chunked, the text across chunks", func(conn net.Conn) {
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n<p>Te\r\n7\r\nst Page\r\n4\r\n</p>\r\n0\r\n\r\n")
+		}, func(c *fsm.HealthCheck) { c.Expect = "Test Page" }, true, "status 200"},
+		{"chunked, matched against the chunks' data only", func(conn net.Conn) {
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n")
+		}, func(c *fsm.HealthCheck) { c.ExpectRegexp = `^abcdef$` }, true, "status 200"},
+		{"chunked, longer than the bound", func(conn net.Conn) {
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+			fmt.Fprintf(conn, "%x\r\n%s\r\n", len(big), big)
+			untilClosed(conn) // no last chunk: reading to the end would time out
+		}, func(c *fsm.HealthCheck) { c.Expect = "MARK" }, false, `"MARK" not found in first 64 KiB of body`},
+		{"chunked, closed in a chunk", func(conn net.Conn) {
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nTest")
+		}, func(c *fsm.HealthCheck) { c.Expect = "Test Page" }, false, "connection closed by the server"},
+		{"Content-Length, longer than the bound", func(conn net.Conn) {
+			fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(big)+1, big)
+			untilClosed(conn) // one byte short: reading to the end would time out
+		}, func(c *fsm.HealthCheck) { c.ExpectRegexp = "MARK" }, false, "first 64 KiB of body does not match /MARK/"},
+		{"Content-Length, the text within the bound", func(conn net.Conn) {
+			fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nTest Page%s", len(big)+9, big)
+			untilClosed(conn)
+		}, func(c *fsm.HealthCheck) { c.Expect = "Test Page" }, true, "status 200"},
+		{"no Content-Length: the body ends with the connection", func(conn net.Conn) {
+			io.WriteString(conn, "HTTP/1.0 200 OK\r\n\r\n<html>Test Page</html>")
+		}, func(c *fsm.HealthCheck) { c.Expect = "Test Page" }, true, "status 200"},
+		{"no expect: the body is not read", func(conn net.Conn) {
+			io.WriteString(conn, longBody)
+			untilClosed(conn)
+		}, nil, true, "status 200"},
+		{"expect: the body is read", func(conn net.Conn) {
+			io.WriteString(conn, longBody)
+			untilClosed(conn)
+		}, func(c *fsm.HealthCheck) { c.Expect = "Test" }, false, "timeout after 200ms"},
+		{"the status is judged before the body", func(conn net.Conn) {
+			io.WriteString(conn, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 100\r\n\r\nTest")
+			untilClosed(conn)
+		}, func(c *fsm.HealthCheck) { c.Expect = "Test" }, false, "status 503 (want 200-299)"},
+		{"interim responses are skipped", func(conn net.Conn) {
+			io.WriteString(conn, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n")
+		}, nil, false, "status 503 (want 200-299)"},
+		{"closed before answering", func(conn net.Conn) {}, nil, false, "connection closed by the server"},
+		{"closed in the status line", func(conn net.Conn) {
+			io.WriteString(conn, "HTTP/1.1 20")
+		}, nil, false, `malformed HTTP status code "20"`},
+		{"closed in the headers", func(conn net.Conn) {
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/pl")
+		}, nil, false, "connection closed by the server"},
+		{"hangs in the headers", func(conn net.Conn) {
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/pl")
+			untilClosed(conn)
+		}, nil, false, "timeout after 200ms"},
+		{"headers longer than the bound", func(conn net.Conn) {
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\n")
+			for range 100 {
+				fmt.Fprintf(conn, "X-Filler: %s\r\n", strings.Repeat("y", 1000))
+			}
+			untilClosed(conn)
+		}, nil, false, "server response headers exceeded 65536 bytes; aborted"},
+		{"not HTTP", func(conn net.Conn) {
+			io.WriteString(conn, "SSH-2.0-OpenSSH_9.6\r\n")
+		}, nil, false, `malformed HTTP response "SSH-2.0-OpenSSH_9.6"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, _ := rawHTTPServer(t, tc.answer)
+			defer leakCheck(t)()
+			spec := testSpec("http", tc.edit)
+			r := checkOnce(t, mustChecker(t, spec), testTarget(addr, spec))
+			wantResult(t, r, tc.healthy, tc.reason)
+			if !strings.HasPrefix(r.Reason, "timeout") && r.Duration >= testTimeout/2 {
+				t.Errorf("the check took %v: it waited for more than it needed", r.Duration)
+			}
+		})
+	}
+}
+
+// TestHTTPCanceled: a canceled check returns at once, before its timeout, for http and https.
+func TestHTTPCanceled(t *testing.T) {
+	pki := newTestPKI(t)
+	plain, _, _ := testHTTPServer(t, nil)
+	secure, _, _ := testHTTPServer(t, &pki.server)
+	hello, _ := rawHTTPServer(t, untilClosed) // accepts, never answers the TLS hello
+	defer leakCheck(t)()
+	for _, tc := range []struct {
+		typ, addr, path string
+	}{
+		{"http", serverAddr(plain), "/hang"},
+		{"https", serverAddr(secure), "/hang"},
+		{"https", hello, "/"},
+	} {
+		spec := testSpec(tc.typ, func(c *fsm.HealthCheck) {
+			c.Path = tc.path
+			c.Timeout = fsm.Duration(5 * time.Second)
+			if tc.typ == "https" {
+				c.CAFile = pki.caFile
+			}
+		})
+		c := mustChecker(t, spec)
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(50*time.Millisecond, cancel)
+		start := time.Now()
+		r := c.Check(ctx, testTarget(tc.addr, spec))
+		if took := time.Since(start); r.Healthy || r.Reason != "canceled" || took > time.Second {
+			t.Errorf("%s %s: got %v %q after %v, want a canceled check at once", tc.typ, tc.path, r.Healthy, r.Reason, took)
+		}
+		cancel()
 	}
 }
