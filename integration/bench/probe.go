@@ -68,9 +68,8 @@ type probeCase struct {
 	Warmup   time.Duration `json:"warmup"`
 	Duration time.Duration `json:"duration"`
 	Port     uint16        `json:"port"`
-	// Type is the check type: http, tcp (the cost of the connection alone), none (the engine's
-	// own cost), or lean-http: the http spec run by leanHTTP, this file's minimal checker, to
-	// show what the HTTP layer costs.
+	// Type is the check type: http, tcp (the cost of the connection alone) or none (the
+	// engine's own cost).
 	Type string `json:"type"`
 }
 
@@ -121,7 +120,6 @@ func benchProbe() (string, error) {
 	add("10,000 servers, 10 % hung", func(c *probeCase) { c.HungEvery = 10 })
 	add("10,000 servers, 10 % hung", func(c *probeCase) { c.HungEvery, c.Concurrency = 10, 256 })
 	add("10,000 servers", func(c *probeCase) { c.Type = "tcp" })
-	add("10,000 servers", func(c *probeCase) { c.Type = "lean-http" })
 	add("10,000 servers", func(c *probeCase) { c.Type = "none" })
 
 	var b strings.Builder
@@ -136,9 +134,8 @@ func benchProbe() (string, error) {
 		"kernel's share in brackets); the server process's is shown apart; both share the machine's %d CPUs. Check time is each "+
 		"target's last check, p50/p99. \"Hung\" servers accept and never answer, so their checks wait out the timeout; late checks are "+
 		"slots skipped because every worker was busy (the engine sheds them rather than let them pile up). For scale, the last rows "+
-		"run other checkers on the same table: `tcp` (connect and close: the cost of the connection alone), `lean-http` (a "+
-		"minimal HTTP/1.1 GET written on a `net.Conn` in this benchmark, status line only) and `none` (no I/O: the engine's own "+
-		"cost).\n\n",
+		"run other checkers on the same table: `tcp` (connect and close: the cost of the connection alone) and `none` (no I/O: "+
+		"the engine's own cost).\n\n",
 		interval, time.Duration(min(fsm.DefaultCheckTimeout, interval/2)), base.Warmup, base.Duration, runtime.NumCPU())
 	b.WriteString("| run | checker | concurrency | checks/s (target) | failed | late | engine CPU, cores (kernel) | server CPU | RSS / peak | heap | goroutines | check p50 / p99 | TIME_WAIT |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -374,12 +371,8 @@ func runProbeEngine() error {
 	const perService = 100
 	var t fsm.Table
 	for i := 0; i < c.Reals; i += perService {
-		typ := c.Type
-		if typ == "lean-http" {
-			typ = "http"
-		}
 		s := fsm.Service{Name: fmt.Sprintf("web%05d", i/perService), VIP: netip.AddrFrom4([4]byte{198, 51, 100, byte(1 + i/perService)}),
-			Port: c.Port, Check: &fsm.HealthCheck{Type: typ, Interval: fsm.Duration(c.Interval)}}
+			Port: c.Port, Check: &fsm.HealthCheck{Type: c.Type, Interval: fsm.Duration(c.Interval)}}
 		for j := i; j < min(i+perService, c.Reals); j++ {
 			s.Reals = append(s.Reals, fsm.Real{Address: probeAddr(j)})
 		}
@@ -392,11 +385,7 @@ func runProbeEngine() error {
 	if res := f.Apply(1, cmd); res.Err != nil {
 		return fmt.Errorf("load the table: %w", res.Err)
 	}
-	o := probe.Options{Source: f, Concurrency: c.Concurrency, Log: log}
-	if c.Type == "lean-http" {
-		o.Checkers = func(fsm.HealthCheck) (probe.Checker, error) { return leanHTTP{}, nil }
-	}
-	e, err := probe.NewEngine(o)
+	e, err := probe.NewEngine(probe.Options{Source: f, Concurrency: c.Concurrency, Log: log})
 	if err != nil {
 		return err
 	}
@@ -492,48 +481,4 @@ func sockstatTW() int {
 		}
 	}
 	return -1
-}
-
-// leanHTTP is a minimal HTTP/1.1 GET check, for comparison with the probe package's http
-// checker (net/http's Transport: a dial goroutine, a read loop and a write loop per connection,
-// two 4 KiB buffers): it dials, writes a prebuilt request, reads the status line into a pooled
-// buffer and closes. It judges only the status (2xx).
-type leanHTTP struct{}
-
-var leanBufs = sync.Pool{New: func() any { b := make([]byte, 512); return &b }}
-
-func (leanHTTP) Check(ctx context.Context, t probe.Target) probe.Result {
-	start := time.Now()
-	fail := func(err error) probe.Result {
-		return probe.Result{Reason: err.Error(), Duration: time.Since(start)}
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", t.Addr().String())
-	if err != nil {
-		return fail(err)
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	req := "GET / HTTP/1.1\r\nHost: " + t.Addr().String() + "\r\nUser-Agent: troop-probe\r\nConnection: close\r\n\r\n"
-	if _, err := io.WriteString(conn, req); err != nil {
-		return fail(err)
-	}
-	bp := leanBufs.Get().(*[]byte)
-	defer leanBufs.Put(bp)
-	buf := *bp
-	n := 0
-	for n < 12 {
-		m, err := conn.Read(buf[n:])
-		if err != nil {
-			return fail(err)
-		}
-		n += m
-	}
-	// "HTTP/1.1 200"
-	if !strings.HasPrefix(string(buf[:5]), "HTTP/") || buf[9] != '2' {
-		return probe.Result{Reason: "status " + string(buf[9:12]), Duration: time.Since(start)}
-	}
-	return probe.Result{Healthy: true, Reason: "status " + string(buf[9:12]), Duration: time.Since(start)}
 }
