@@ -23,7 +23,7 @@ import (
 // NewChecker returns the checker for one normalized, validated check spec (fsm.NormalizeService
 // and fsm.ValidateService have run on it). The engine calls it when a target's spec changes,
 // not per check: everything that can be prepared once is prepared here (regular expressions
-// compiled, the CA file read, the HTTP transport built, the DNS question encoded).
+// compiled, the CA file read, the HTTP request prebuilt, the DNS question encoded).
 //
 // The returned Checker is bound to spec: its Check ignores Target.Check and uses only the
 // target's addresses, ports and service name. It is safe for concurrent use, holds no goroutine,
