@@ -55,9 +55,8 @@ func (l *lab) add(node string, addrs ...string) {
 	l.run("ip", "link", "add", peer, "netns", l.hub, "type", "veth", "peer", "name", "eth0", "netns", ns)
 	l.in(l.hub, "ip", "link", "set", peer, "master", "br0", "up")
 	l.in(ns, "ip", "link", "set", "lo", "up")
-	// IPv6 addresses of the test are usable at once: no duplicate-address detection wait.
-	l.in(ns, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0")
 	l.in(ns, "ip", "link", "set", "eth0", "up")
+	// nodad: the test's IPv6 addresses are usable at once, without a duplicate-address wait.
 	for _, a := range addrs {
 		l.in(ns, "ip", "addr", "add", a, "dev", "eth0", "nodad")
 	}
