@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -194,6 +195,20 @@ func interruptOnDone(ctx context.Context, conn interface{ SetDeadline(time.Time)
 			<-fired
 		}
 	}
+}
+
+// checkAddr runs check against t's address (the check's port, else the real server's) with the
+// spec's timeout on ctx, timing it; a target with no port to check fails at once.
+func checkAddr(ctx context.Context, t Target, timeout time.Duration, check func(context.Context, netip.AddrPort) (bool, string)) Result {
+	start := time.Now()
+	addr := t.Addr()
+	if addr.Port() == 0 {
+		return result(start, false, noPortReason)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	healthy, reason := check(ctx, addr)
+	return result(start, healthy, reason)
 }
 
 // noPortReason is the reason when neither the real server nor the check names a port: a

@@ -124,38 +124,36 @@ func (c *dnsChecker) query(id uint16) ([]byte, error) {
 // when one was expected), "rcode NXDOMAIN (want NOERROR)", `answer "192.0.2.5" not in
 // [192.0.2.1, 192.0.2.2]`, "timeout after 1s", "connection refused" (an ICMP port unreachable).
 func (c *dnsChecker) Check(ctx context.Context, t Target) Result {
-	start := time.Now()
-	addr := t.Addr()
-	if addr.Port() == 0 {
-		return result(start, false, noPortReason)
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	return checkAddr(ctx, t, c.timeout, c.ask)
+}
+
+// ask runs the check against addr before ctx ends.
+func (c *dnsChecker) ask(ctx context.Context, addr netip.AddrPort) (healthy bool, reason string) {
 	id := uint16(rand.Uint32())
 	msg, err := c.query(id)
 	if err != nil {
-		return result(start, false, err.Error())
+		return false, err.Error()
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "udp", addr.String())
 	if err != nil {
-		return result(start, false, failReason(ctx, c.timeout, err))
+		return false, failReason(ctx, c.timeout, err)
 	}
 	defer conn.Close()
 	stop := interruptOnDone(ctx, conn)
 	defer stop()
 	if _, err := conn.Write(msg); err != nil {
-		return result(start, false, failReason(ctx, c.timeout, err))
+		return false, failReason(ctx, c.timeout, err)
 	}
 	buf := make([]byte, 4096)
 	for {
 		n, err := conn.Read(buf)
 		if err != nil {
-			return result(start, false, failReason(ctx, c.timeout, err))
+			return false, failReason(ctx, c.timeout, err)
 		}
 		healthy, reason, ours := c.judge(buf[:n], id)
 		if ours {
-			return result(start, healthy, reason)
+			return healthy, reason
 		}
 		// Not a response to this query (a late one to an earlier check, or garbage): wait on.
 	}

@@ -206,15 +206,7 @@ func (hc *httpConn) Read(p []byte) (int, error) {
 // after 1s", "TLS: certificate signed by unknown authority", "TLS: the server answered in plain
 // HTTP".
 func (c *httpChecker) Check(ctx context.Context, t Target) Result {
-	start := time.Now()
-	addr := t.Addr()
-	if addr.Port() == 0 {
-		return result(start, false, noPortReason)
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	healthy, reason := c.exchange(ctx, addr)
-	return result(start, healthy, reason)
+	return checkAddr(ctx, t, c.timeout, c.exchange)
 }
 
 // exchange sends the request to addr and judges the response, all before ctx ends.

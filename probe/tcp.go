@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/troop-lb/troop/fsm"
@@ -32,31 +33,29 @@ func newTCPChecker(spec fsm.HealthCheck) (*tcpChecker, error) {
 // latter two with " (timeout after 1s)" when part of a reply came before the timeout, or with
 // "first 64 KiB of reply" when that much came without a match.
 func (c *tcpChecker) Check(ctx context.Context, t Target) Result {
-	start := time.Now()
-	addr := t.Addr()
-	if addr.Port() == 0 {
-		return result(start, false, noPortReason)
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	return checkAddr(ctx, t, c.timeout, c.exchange)
+}
+
+// exchange runs the check against addr before ctx ends.
+func (c *tcpChecker) exchange(ctx context.Context, addr netip.AddrPort) (healthy bool, reason string) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr.String())
 	if err != nil {
-		return result(start, false, failReason(ctx, c.timeout, err))
+		return false, failReason(ctx, c.timeout, err)
 	}
 	defer conn.Close()
 	if len(c.send) == 0 && c.match.empty() {
-		return result(start, true, "connected")
+		return true, "connected"
 	}
 	stop := interruptOnDone(ctx, conn)
 	defer stop()
 	if len(c.send) > 0 {
 		if _, err := conn.Write(c.send); err != nil {
-			return result(start, false, failReason(ctx, c.timeout, err))
+			return false, failReason(ctx, c.timeout, err)
 		}
 	}
 	if c.match.empty() {
-		return result(start, true, "connected")
+		return true, "connected"
 	}
 	buf := make([]byte, 0, 512)
 	for {
@@ -66,20 +65,20 @@ func (c *tcpChecker) Check(ctx context.Context, t Target) Result {
 		n, err := conn.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if c.match.matches(buf) {
-			return result(start, true, "reply matched")
+			return true, "reply matched"
 		}
 		if len(buf) >= maxReply {
-			return result(start, false, c.match.mismatch(buf, "reply", "seen in", true))
+			return false, c.match.mismatch(buf, "reply", "seen in", true)
 		}
 		switch {
 		case err == nil:
 			continue
 		case errors.Is(err, io.EOF):
-			return result(start, false, c.match.mismatch(buf, "reply", "seen in", false))
+			return false, c.match.mismatch(buf, "reply", "seen in", false)
 		case len(buf) > 0 && timedOut(ctx, err):
-			return result(start, false, c.match.mismatch(buf, "reply", "seen in", false)+" ("+timeoutReason(c.timeout)+")")
+			return false, c.match.mismatch(buf, "reply", "seen in", false) + " (" + timeoutReason(c.timeout) + ")"
 		default:
-			return result(start, false, failReason(ctx, c.timeout, err))
+			return false, failReason(ctx, c.timeout, err)
 		}
 	}
 }
