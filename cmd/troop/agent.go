@@ -151,91 +151,126 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
-// serveAgent runs the Raft node and the API until ctx ends, then hands leadership over (and
-// leaves, if asked) before stopping both.
+// agent is one director's parts: its Raft node, dataplane, health checks, events and API.
+type agent struct {
+	log    *slog.Logger
+	nodeID string
+	fsm    *fsm.FSM
+	node   *cluster.Node
+	dp     *dataplane // nil when the config disables the dataplane
+	checks *checks
+	events *api.Events
+	// feedHealth turns committed health changes into events; it watches the FSM from creation.
+	feedHealth func(context.Context)
+	ln         net.Listener
+	srv        *http.Server
+}
+
+// serveAgent runs the agent until ctx ends (or a part fails), then stops it in order.
 func serveAgent(ctx context.Context, ac config.Agent, o agentOptions, logOut io.Writer) error {
-	log := newLogger(logOut, ac.LogLevel).With("node", ac.NodeID)
-	f := fsm.New(log.With("component", "fsm"))
-	node, err := cluster.New(clusterConfig(ac, o.dev, log.With("component", "cluster")), f)
+	a, err := newAgent(ac, o, newLogger(logOut, ac.LogLevel).With("node", ac.NodeID))
 	if err != nil {
 		return err
 	}
-	dp, err := newDataplane(ac, o.dev, f, node, log.With("component", "director"))
-	if err != nil {
-		node.Close()
-		return err
+	return a.run(ctx, o)
+}
+
+// newAgent builds the parts and binds the ports, starting nothing; on failure it releases what
+// it had opened.
+func newAgent(ac config.Agent, o agentOptions, log *slog.Logger) (_ *agent, err error) {
+	a := &agent{log: log, nodeID: ac.NodeID, fsm: fsm.New(log.With("component", "fsm"))}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if a.node, err = cluster.New(clusterConfig(ac, o.dev, log.With("component", "cluster")), a.fsm); err != nil {
+		return nil, err
+	}
+	if a.dp, err = newDataplane(ac, o.dev, a.fsm, a.node, log.With("component", "director")); err != nil {
+		return nil, err
+	}
+	if a.checks, err = newChecks(a.fsm, a.node, log.With("component", "probe")); err != nil {
+		return nil, err
 	}
 	apiAddr := orDefault(ac.API.Address, config.DefaultAPIAddress)
-	ln, err := net.Listen("tcp", apiAddr)
-	if err != nil {
-		dp.close()
-		node.Close()
-		return fmt.Errorf("listen for the API on %s: %w", apiAddr, err)
+	if a.ln, err = net.Listen("tcp", apiAddr); err != nil {
+		return nil, fmt.Errorf("listen for the API on %s: %w", apiAddr, err)
 	}
-	apiServer := api.NewServer(node, log.With("component", "api"))
-	if dp != nil {
-		apiServer.SetDataplane(dp.dir)
+	a.events = api.NewEvents(eventsKept, log.With("component", "events"))
+	a.feedHealth = a.events.FeedHealth(a.fsm)
+	apiServer := api.NewServer(a.node, log.With("component", "api"))
+	apiServer.SetEvents(a.events)
+	apiServer.SetChecks(a.checks.engine)
+	if a.dp != nil {
+		apiServer.SetDataplane(a.dp.dir)
 	}
-	events := api.NewEvents(eventsKept, log.With("component", "events"))
-	apiServer.SetEvents(events)
-	feedHealth := events.FeedHealth(f)
-	checks, err := newChecks(f, node, log.With("component", "probe"))
-	if err != nil {
-		dp.close()
-		node.Close()
-		ln.Close()
-		return err
-	}
-	apiServer.SetChecks(checks.engine)
-	checkEvents, stopCheckEvents := checks.engine.Subscribe(256)
-	defer stopCheckEvents()
-	srv := &http.Server{
+	a.srv = &http.Server{
 		Handler:           apiServer,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	return a, nil
+}
 
+// close releases the parts of an agent that never ran.
+func (a *agent) close() {
+	if a.ln != nil {
+		a.ln.Close()
+	}
+	a.dp.close()
+	if a.node != nil {
+		a.node.Close()
+	}
+}
+
+// run serves until ctx ends or a part fails. Then a leader hands leadership over, the API
+// stops, the dataplane lets go of its VIPs (never of the IPVS table) and Raft stops last.
+func (a *agent) run(ctx context.Context, o agentOptions) error {
 	nodeCtx, stopNode := context.WithCancel(context.Background())
 	defer stopNode()
-	dpCtx, stopDataplane := context.WithCancel(context.Background())
-	defer stopDataplane()
-	var wg, dpWG sync.WaitGroup
-	if dp != nil {
-		dpWG.Go(func() { dp.run(dpCtx) })
+	workCtx, stopWork := context.WithCancel(context.Background())
+	defer stopWork()
+
+	var nodeWG, workWG sync.WaitGroup
+	checkEvents, stopCheckEvents := a.checks.engine.Subscribe(256)
+	defer stopCheckEvents()
+	leadership := a.node.WatchLeadership(workCtx)
+	if a.dp != nil {
+		workWG.Go(func() { a.dp.run(workCtx) })
 	}
-	dpWG.Go(func() { feedHealth(dpCtx) })
-	dpWG.Go(func() { checks.run(dpCtx) })
-	dpWG.Go(func() { events.FeedChecks(ac.NodeID, checkEvents) })
-	leadership := node.WatchLeadership(dpCtx)
-	dpWG.Go(func() { events.FeedLeadership(ac.NodeID, leadership) })
+	workWG.Go(func() { a.feedHealth(workCtx) })
+	workWG.Go(func() { a.checks.run(workCtx) })
+	workWG.Go(func() { a.events.FeedChecks(a.nodeID, checkEvents) })
+	workWG.Go(func() { a.events.FeedLeadership(a.nodeID, leadership) })
+
 	failed := make(chan error, 2)
-	wg.Go(func() {
-		if err := node.Run(nodeCtx); err != nil {
+	nodeWG.Go(func() {
+		if err := a.node.Run(nodeCtx); err != nil {
 			failed <- err
 		}
 	})
-	wg.Go(func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			failed <- fmt.Errorf("serve API on %s: %w", apiAddr, err)
+	nodeWG.Go(func() {
+		if err := a.srv.Serve(a.ln); !errors.Is(err, http.ErrServerClosed) {
+			failed <- fmt.Errorf("serve API on %s: %w", a.ln.Addr(), err)
 		}
 	})
-	log.Info("agent started", "op", "start", "api", "http://"+ln.Addr().String(), "raft", node.Addr(), "dev", o.dev)
+	a.log.Info("agent started", "op", "start", "api", "http://"+a.ln.Addr().String(), "raft", a.node.Addr(), "dev", o.dev)
 
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-failed:
 	}
-	log.Info("agent stopping", "op", "stop")
-	handOver(node, o.leaveOnStop, log)
+	a.log.Info("agent stopping", "op", "stop")
+	handOver(a.node, o.leaveOnStop, a.log)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	srv.Shutdown(shutdownCtx)
-	// The dataplane lets go of its VIPs (never of the IPVS table) before Raft stops.
-	stopDataplane()
-	dpWG.Wait()
+	a.srv.Shutdown(shutdownCtx)
+	stopWork()
+	workWG.Wait()
 	stopNode()
-	wg.Wait()
+	nodeWG.Wait()
 	close(failed)
 	if runErr == nil {
 		runErr = <-failed

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,5 +70,48 @@ func TestClusterConfigOverlaysTheFile(t *testing.T) {
 	}
 	if d := clusterConfig(config.Agent{}, false, nil); d.BindAddr != config.DefaultRaftAddress {
 		t.Errorf("default bind address %q, want %q", d.BindAddr, config.DefaultRaftAddress)
+	}
+}
+
+// A part that cannot start releases what was opened before it: here the API port is taken, and
+// the Raft port and data dir must be free again for the next attempt.
+func TestAgentReleasesPartsOnFailure(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	raftPort, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raftAddr := raftPort.Addr().String()
+	raftPort.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.hcl")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`node_id = "d1"
+data_dir = %q
+api { address = %q }
+raft {
+  address = %q
+  peer "d1" { address = %q }
+}
+director { enabled = false }
+`, filepath.Join(dir, "data"), taken.Addr().String(), raftAddr, raftAddr)), 0o644)
+	var stderr bytes.Buffer
+	if code := runAgent(context.Background(), []string{"-config", cfg}, io.Discard, &stderr); code != exitError || !strings.Contains(stderr.String(), "listen for the API on") {
+		t.Fatalf("exit %d, stderr %q; want a refusal naming the API address", code, stderr.String())
+	}
+	// The Raft port and the data dir's lock were released.
+	l, err := net.Listen("tcp", raftAddr)
+	if err != nil {
+		t.Fatalf("raft port still held after the failed start: %v", err)
+	}
+	l.Close()
+	taken.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if code := runAgent(ctx, []string{"-config", cfg}, io.Discard, &stderr); code != exitOK {
+		t.Fatalf("second start on the same data dir: exit %d: %s", code, stderr.String())
 	}
 }
