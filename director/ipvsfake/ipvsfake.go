@@ -326,16 +326,10 @@ func (f *IPVS) CreateDestination(key director.ServiceKey, in director.Destinatio
 	wrap := func(err error) error {
 		return fmt.Errorf("create IPVS destination %s in %s: %w", in.DestinationKey, key, err)
 	}
-	if err := f.c.enter(CreateDestination); err != nil {
-		return wrap(err)
-	}
-	s, d, err := f.ns.destinationArgs(key, in)
+	// ip_vs_add_dest: ranges, then EEXIST, then ip_vs_new_dest's address type.
+	s, d, err := f.destinationWrite(CreateDestination, key, in)
 	if err != nil {
 		return wrap(err)
-	}
-	// ip_vs_add_dest: ranges, then EEXIST, then ip_vs_new_dest's address type.
-	if d.LowerThreshold > d.UpperThreshold {
-		return wrap(syscall.ERANGE)
 	}
 	if _, ok := s.dests[d.DestinationKey]; ok {
 		return wrap(syscall.EEXIST)
@@ -355,15 +349,9 @@ func (f *IPVS) UpdateDestination(key director.ServiceKey, in director.Destinatio
 	wrap := func(err error) error {
 		return fmt.Errorf("update IPVS destination %s in %s: %w", in.DestinationKey, key, err)
 	}
-	if err := f.c.enter(UpdateDestination); err != nil {
-		return wrap(err)
-	}
-	s, d, err := f.ns.destinationArgs(key, in)
+	s, d, err := f.destinationWrite(UpdateDestination, key, in)
 	if err != nil {
 		return wrap(err)
-	}
-	if d.LowerThreshold > d.UpperThreshold {
-		return wrap(syscall.ERANGE)
 	}
 	old, ok := s.dests[d.DestinationKey]
 	if !ok {
@@ -372,6 +360,23 @@ func (f *IPVS) UpdateDestination(key director.ServiceKey, in director.Destinatio
 	old.Forwarding, old.Weight = d.Forwarding, d.Weight
 	old.UpperThreshold, old.LowerThreshold = d.UpperThreshold, d.LowerThreshold
 	return nil
+}
+
+// destinationWrite is what adding and editing a destination check first, in the kernel's order:
+// the call itself (counted, or failed on request), the service and destination arguments, then
+// the thresholds' range. f.ns.mu is held.
+func (f *IPVS) destinationWrite(op Op, key director.ServiceKey, in director.Destination) (*service, director.Destination, error) {
+	if err := f.c.enter(op); err != nil {
+		return nil, in, err
+	}
+	s, d, err := f.ns.destinationArgs(key, in)
+	if err != nil {
+		return nil, in, err
+	}
+	if d.LowerThreshold > d.UpperThreshold {
+		return nil, in, syscall.ERANGE
+	}
+	return s, d, nil
 }
 
 // RemoveDestination deletes a destination from a service. (The kernel keeps a removed

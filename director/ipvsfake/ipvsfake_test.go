@@ -76,6 +76,28 @@ func listDests(k director.ServiceKey) func(*ipvsfake.IPVS) error {
 
 // TestStates walks the fake through the states a reconciler drives the kernel through, and
 // diffs the ipvsadm text after each.
+// The states several steps of the walk leave behind; a step that must change nothing expects
+// the state before it.
+const (
+	twoReals = `
+TCP  192.0.2.10:80 wrr persistent 300
+  -> 192.0.2.21:80  Route  1  0  0
+  -> 192.0.2.22:80  Route  1  0  0
+`
+	everyKind = `
+TCP  192.0.2.10:80 wrr persistent 300
+  -> 192.0.2.21:80  Route  1  0  0
+  -> 192.0.2.22:80  Route  0  0  0
+UDP  192.0.2.10:53 rr
+  -> 192.0.2.21:53  Masq  3  0  0  thresholds 10-100
+TCP  [2001:db8::10]:443 sh (sh-fallback,sh-port) persistent 60 mask 64
+  -> [2001:db8::21]:443  Tunnel  2  0  0
+FWM  7 mh (mh-fallback) persistent 30 mask 255.255.255.0
+  -> 192.0.2.21:0  Route  1  0  0
+FWM  7 IPv6 rr
+`
+)
+
 func TestStates(t *testing.T) {
 	steps := []step{{
 		name: "empty",
@@ -87,11 +109,7 @@ func TestStates(t *testing.T) {
 			ok(createDest(web, dest(rs2, fsm.DR, 1))),
 			ok(createDest(web, dest(rs1, fsm.DR, 1))),
 		},
-		want: `
-TCP  192.0.2.10:80 wrr persistent 300
-  -> 192.0.2.21:80  Route  1  0  0
-  -> 192.0.2.22:80  Route  1  0  0
-`,
+		want: twoReals,
 	}, {
 		name: "duplicates are EEXIST and change nothing",
 		ops: []op{
@@ -100,11 +118,7 @@ TCP  192.0.2.10:80 wrr persistent 300
 			// The family is optional in an address key: the same service.
 			fails(syscall.EEXIST, createService(director.Service{ServiceKey: director.ServiceKey{Family: fsm.IPv4, Protocol: fsm.TCP, Address: web.Address, Port: 80}, Scheduler: "rr"})),
 		},
-		want: `
-TCP  192.0.2.10:80 wrr persistent 300
-  -> 192.0.2.21:80  Route  1  0  0
-  -> 192.0.2.22:80  Route  1  0  0
-`,
+		want: twoReals,
 	}, {
 		name: "drain a real (weight 0), other services of every kind",
 		ops: []op{
@@ -117,18 +131,7 @@ TCP  192.0.2.10:80 wrr persistent 300
 			ok(createDest(mark, dest(director.DestinationKey{Address: rs1.Address}, fsm.DR, 1))),
 			ok(createService(director.Service{ServiceKey: director.ServiceKey{Family: fsm.IPv6, FWMark: 7}, Scheduler: "rr"})),
 		},
-		want: `
-TCP  192.0.2.10:80 wrr persistent 300
-  -> 192.0.2.21:80  Route  1  0  0
-  -> 192.0.2.22:80  Route  0  0  0
-UDP  192.0.2.10:53 rr
-  -> 192.0.2.21:53  Masq  3  0  0  thresholds 10-100
-TCP  [2001:db8::10]:443 sh (sh-fallback,sh-port) persistent 60 mask 64
-  -> [2001:db8::21]:443  Tunnel  2  0  0
-FWM  7 mh (mh-fallback) persistent 30 mask 255.255.255.0
-  -> 192.0.2.21:0  Route  1  0  0
-FWM  7 IPv6 rr
-`,
+		want: everyKind,
 	}, {
 		name: "what the kernel refuses",
 		ops: []op{
@@ -157,18 +160,7 @@ FWM  7 IPv6 rr
 			fails(syscall.EINVAL, createDest(web, dest(director.DestinationKey{Port: 80}, fsm.DR, 1))),
 			fails(syscall.EINVAL, createDest(web, dest(director.DestinationKey{Address: rs1.Address, Port: 83}, "gate", 1))),
 		},
-		want: `
-TCP  192.0.2.10:80 wrr persistent 300
-  -> 192.0.2.21:80  Route  1  0  0
-  -> 192.0.2.22:80  Route  0  0  0
-UDP  192.0.2.10:53 rr
-  -> 192.0.2.21:53  Masq  3  0  0  thresholds 10-100
-TCP  [2001:db8::10]:443 sh (sh-fallback,sh-port) persistent 60 mask 64
-  -> [2001:db8::21]:443  Tunnel  2  0  0
-FWM  7 mh (mh-fallback) persistent 30 mask 255.255.255.0
-  -> 192.0.2.21:0  Route  1  0  0
-FWM  7 IPv6 rr
-`,
+		want: everyKind,
 	}, {
 		name: "what the kernel accepts and ipvsadm would not",
 		ops: []op{
