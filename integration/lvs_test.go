@@ -1,0 +1,273 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/troop-lb/troop/integration/lvs"
+)
+
+// The TestLVS* scenarios run a three-director pool with real kernel IPVS and real LVS traffic.
+// They need a kernel with IPVS: TestVM runs them in a VM with Debian's kernel (the host here has
+// none); on a host whose kernel has IPVS they run directly, as root.
+
+// needIPVS skips the test unless the kernel has IPVS (after trying to load it); inside the VM
+// (TROOP_REQUIRE_IPVS=1) a missing IPVS fails it instead.
+func needIPVS(t *testing.T) {
+	t.Helper()
+	needRoot(t)
+	exec.Command("modprobe", "ip_vs").Run()
+	_, statErr := os.Stat("/proc/net/ip_vs")
+	_, lookErr := exec.LookPath("ipvsadm")
+	if statErr == nil && lookErr == nil {
+		return
+	}
+	if os.Getenv("TROOP_REQUIRE_IPVS") != "" {
+		t.Fatalf("TROOP_REQUIRE_IPVS is set but IPVS is unusable: %v %v", statErr, lookErr)
+	}
+	t.Skip("VM tier: this kernel has no IPVS (or ipvsadm is missing); `make integration` runs these scenarios in a VM with Debian's kernel")
+}
+
+// lvsPool is a running pool with the web service applied and traffic flowing to every real.
+type lvsPool struct {
+	*lvs.Pool
+	t      *testing.T
+	ctx    context.Context
+	leader string
+}
+
+const webURL = "http://" + lvs.VIP + "/index.html"
+
+// webTable is the seed's service: the VIP on port 80, round robin, LVS-DR, an HTTP check of
+// /index.html expecting "Test Page", removed (not quiesced) when down.
+func webTable(reals []string, extra string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `service "web" {
+  vip        = %q
+  port       = 80
+  protocol   = "tcp"
+  scheduler  = "rr"
+  forwarding = "dr"
+  quiescent  = false
+  check "http" {
+    path     = "/index.html"
+    expect   = "Test Page"
+    interval = "500ms"
+    timeout  = "250ms"
+    rise     = 2
+    fall     = 2
+  }
+%s`, lvs.VIP, extra)
+	for _, r := range reals {
+		fmt.Fprintf(&b, "  real %q {}\n", r)
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// newLVSPool starts cfg's pool, prepares and starts the reals, applies table through a follower
+// and waits until the client is served by every real.
+func newLVSPool(t *testing.T, cfg lvs.Config, table string) *lvsPool {
+	t.Helper()
+	needIPVS(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cfg.Bin, cfg.Dir, cfg.Log = troopBinary(t), t.TempDir(), testWriter{t}
+	p, err := lvs.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp := &lvsPool{Pool: p, t: t, ctx: ctx}
+	t.Cleanup(func() {
+		if t.Failed() {
+			lp.dumpState()
+		}
+		p.Close()
+	})
+	if err := p.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	lp.leader = lp.waitLeader()
+	for _, r := range append(p.Reals(), lvs.FallbackName) {
+		if err := p.PrepareReal(ctx, r, lvs.VIP); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Serve(r, 80); err != nil {
+			t.Fatal(err)
+		}
+	}
+	via := p.Directors()[0]
+	if via == lp.leader {
+		via = p.Directors()[1]
+	}
+	if err := p.Apply(ctx, via, table); err != nil {
+		t.Fatal(err)
+	}
+	lp.waitServedBy(webURL, p.Reals(), 20*time.Second)
+	return lp
+}
+
+// dumpState logs what the kernel and the agents say, for a failed test.
+func (p *lvsPool) dumpState() {
+	for _, d := range p.Directors() {
+		out, _ := p.IPVS(context.Background(), d)
+		p.t.Logf("--- %s ipvsadm -Ln ---\n%s", d, out)
+		if b, err := os.ReadFile(filepath.Join(p.dir(), d+".log")); err == nil {
+			p.t.Logf("--- %s agent log (tail) ---\n%s", d, tail(string(b), 40))
+		}
+	}
+	p.t.Logf("VIP holders: %v", p.Holders(lvs.VIP))
+}
+
+func (p *lvsPool) dir() string { return p.Dir() }
+
+func (p *lvsPool) waitLeader() string {
+	p.t.Helper()
+	l, err := p.WaitLeader(p.ctx, 15*time.Second)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return l
+}
+
+// waitServedBy waits until requests to url have been answered by each of want.
+func (p *lvsPool) waitServedBy(url string, want []string, timeout time.Duration) {
+	p.t.Helper()
+	seen := map[string]bool{}
+	var lastErr error
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		server, err := p.Get(p.ctx, url, time.Second)
+		if err == nil {
+			seen[server] = true
+		} else {
+			lastErr = err
+		}
+		if len(seen) == len(want) {
+			for _, w := range want {
+				if !seen[w] {
+					p.t.Fatalf("%s answered by %v, want %v", url, seen, want)
+				}
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.t.Fatalf("%s: answered by %v within %s, want %v (last error: %v)", url, seen, timeout, want, lastErr)
+}
+
+// ipvsDests parses `ipvsadm -Ln` into the destinations of service vip:port (TCP), address:port
+// → weight.
+func ipvsDests(out, vipPort string) map[string]int {
+	dests := map[string]int{}
+	in := false
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 2 && (f[0] == "TCP" || f[0] == "UDP" || f[0] == "FWM"):
+			in = f[0] == "TCP" && f[1] == vipPort
+		case in && len(f) >= 4 && f[0] == "->" && f[1] != "RemoteAddress:Port":
+			w, _ := strconv.Atoi(f[3])
+			dests[f[1]] = w
+		}
+	}
+	return dests
+}
+
+// waitIPVS polls director's IPVS until cond holds on the destinations of vipPort, and returns
+// how long that took.
+func (p *lvsPool) waitIPVS(director, vipPort string, timeout time.Duration, what string, cond func(map[string]int) bool) time.Duration {
+	p.t.Helper()
+	start := time.Now()
+	var last map[string]int
+	for time.Since(start) < timeout {
+		out, err := p.IPVS(p.ctx, director)
+		if err == nil {
+			if last = ipvsDests(out, vipPort); cond(last) {
+				return time.Since(start)
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	p.t.Fatalf("%s: %s's IPVS has %v for %s after %s", what, director, last, vipPort, timeout)
+	return 0
+}
+
+// failures lists the failed samples that started at or after from.
+func failures(samples []lvs.Sample, from time.Time) []lvs.Sample {
+	var bad []lvs.Sample
+	for _, s := range samples {
+		if s.Err != nil && !s.At.Before(from) {
+			bad = append(bad, s)
+		}
+	}
+	return bad
+}
+
+func describeSamples(ss []lvs.Sample) string {
+	var b strings.Builder
+	for i, s := range ss {
+		if i == 10 {
+			fmt.Fprintf(&b, "  ... %d more\n", len(ss)-10)
+			break
+		}
+		fmt.Fprintf(&b, "  %s +%s: %v\n", s.At.Format("15:04:05.000"), s.Took.Round(time.Millisecond), s.Err)
+	}
+	return b.String()
+}
+
+// Seed scenario 1: a real server goes down under continuous client requests and comes back.
+func TestLVSRealServerDownAndBack(t *testing.T) {
+	reals := []string{lvs.RealAddr(1), lvs.RealAddr(2)}
+	p := newLVSPool(t, lvs.Config{}, webTable(reals, ""))
+	vipPort := lvs.VIP + ":80"
+	r1 := lvs.RealAddr(1) + ":80"
+	for _, d := range p.Directors() { // hot standby: every director has the table
+		p.waitIPVS(d, vipPort, 5*time.Second, "table everywhere", func(m map[string]int) bool { return m[r1] == 1 && len(m) == 2 })
+	}
+
+	load := p.StartLoad(p.ctx, webURL, 20*time.Millisecond, 2*time.Second)
+	time.Sleep(time.Second)
+	down := time.Now()
+	if err := p.StopServing("r1", 80); err != nil {
+		t.Fatal(err)
+	}
+	detected := p.waitIPVS(p.leader, vipPort, 10*time.Second, "r1 removed", func(m map[string]int) bool { _, ok := m[r1]; return !ok })
+	for _, d := range p.Directors() {
+		p.waitIPVS(d, vipPort, 2*time.Second, "r1 removed everywhere", func(m map[string]int) bool { _, ok := m[r1]; return !ok })
+	}
+	settled := down.Add(detected)
+	time.Sleep(2 * time.Second)
+	if err := p.Serve("r1", 80); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	returned := p.waitIPVS(p.leader, vipPort, 10*time.Second, "r1 back", func(m map[string]int) bool { return m[r1] == 1 })
+	time.Sleep(2 * time.Second)
+	samples := load.Stop()
+
+	during := failures(samples, down)
+	// A request that was already on its way to r1 when it left IPVS may still fail: allow one
+	// round trip past the moment the leader's table changed.
+	if bad := failures(samples, settled.Add(100*time.Millisecond)); len(bad) > 0 {
+		t.Errorf("%d requests failed after r1 left IPVS:\n%s", len(bad), describeSamples(bad))
+	}
+	byServer := map[string]int{}
+	for _, s := range samples {
+		if s.Err == nil && s.At.After(up.Add(returned)) {
+			byServer[s.Server]++
+		}
+	}
+	if byServer["r1"] == 0 || byServer["r2"] == 0 {
+		t.Errorf("after r1 came back, answers by server: %v; want both", byServer)
+	}
+	t.Logf("%d requests: r1 left IPVS %s after it stopped (%d requests failed in that window), came back %s after it started; afterwards served by %v",
+		len(samples), detected.Round(time.Millisecond), len(during), returned.Round(time.Millisecond), byServer)
+}

@@ -1,0 +1,107 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/troop-lb/troop/integration/vm"
+)
+
+// The VM tier: this package's TestLVS* scenarios need a kernel with IPVS, which the host here
+// lacks, so TestVM boots Debian's stock kernel under qemu with the project's static binaries and
+// runs them there, one subtest per guest test. `make integration` sets TROOP_VM=1.
+func TestVM(t *testing.T) {
+	if os.Getenv("TROOP_VM") == "" {
+		t.Skip("VM tier: `make integration` (part of `make test`) runs it; set TROOP_VM=1 to run it here")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
+	defer cancel()
+	cache := os.Getenv("TROOP_VM_CACHE")
+	if cache == "" {
+		cache = "/var/cache/troop-vm"
+	}
+	assets, err := vm.Prepare(ctx, cache, testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	guestTests := buildStatic(t, dir, "integration.test", "test", "-c", "-o", filepath.Join(dir, "integration.test"), ".")
+	troop := os.Getenv("TROOP_BIN")
+	if troop == "" {
+		troop = buildStatic(t, dir, "troop", "build", "-o", filepath.Join(dir, "troop"), "../cmd/troop")
+	}
+	pattern := os.Getenv("TROOP_VM_RUN")
+	if pattern == "" {
+		pattern = "^TestLVS"
+	}
+	job := vm.Job{
+		Script: `exec /bin/integration.test -test.v -test.count 1 -test.timeout 12m -test.run "$TROOP_VM_RUN"` + "\n",
+		Files:  map[string]string{"/bin/troop": troop, "/bin/integration.test": guestTests},
+		Env:    []string{"TROOP_BIN=/bin/troop", "TROOP_REQUIRE_IPVS=1", "TROOP_VM_RUN=" + pattern},
+	}
+	consoleLog := filepath.Join(dir, "console.log")
+	f, err := os.Create(consoleLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	start := time.Now()
+	// The console goes to the log and, live, to stderr: a long run shows its progress.
+	exit, err := assets.Run(ctx, job, dir, io.MultiWriter(f, prefixWriter{w: os.Stderr, prefix: "vm| "}))
+	t.Logf("guest (kernel %s) ran %q in %s: exit %d", assets.KernelVersion, pattern, time.Since(start).Round(time.Second), exit)
+	console, _ := os.ReadFile(consoleLog)
+	results := vm.ParseTestOutput(string(console))
+	for _, r := range results {
+		t.Run(r.Name, func(t *testing.T) {
+			switch r.Status {
+			case "PASS":
+			case "SKIP":
+				t.Skip(strings.Join(r.Output, "\n"))
+			default:
+				t.Errorf("failed in the guest:\n%s", strings.Join(r.Output, "\n"))
+			}
+		})
+	}
+	if err != nil || exit != 0 || len(results) == 0 {
+		t.Fatalf("guest run: exit %d, %v, %d tests; console tail:\n%s", exit, err, len(results), tail(string(console), 40))
+	}
+}
+
+// buildStatic runs `go <args>` with cgo off (the guest has no C library) and returns the file
+// it built.
+func buildStatic(t *testing.T, dir, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("go", args...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return filepath.Join(dir, name)
+}
+
+// testWriter sends each write to t.Log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// prefixWriter prefixes each write (the console arrives a line at a time).
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	_, err := fmt.Fprintf(p.w, "%s%s", p.prefix, b)
+	return len(b), err
+}
