@@ -2,10 +2,12 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -270,4 +272,223 @@ func TestLVSRealServerDownAndBack(t *testing.T) {
 	}
 	t.Logf("%d requests: r1 left IPVS %s after it stopped (%d requests failed in that window), came back %s after it started; afterwards served by %v",
 		len(samples), detected.Round(time.Millisecond), len(during), returned.Round(time.Millisecond), byServer)
+}
+
+// failoverRuns is how many failovers each failover test measures (TROOP_FAILOVER_RUNS).
+func failoverRuns() int {
+	if n, err := strconv.Atoi(os.Getenv("TROOP_FAILOVER_RUNS")); err == nil && n > 0 {
+		return n
+	}
+	return 3
+}
+
+// failover is what the client saw of one leader change.
+type failover struct {
+	outage   time.Duration // last echo reply from the old leader's MAC to the first from the new one's
+	requests int
+	failed   []lvs.Sample
+	slowest  time.Duration
+}
+
+// loseLeader makes the current leader go away (crash: link cut and SIGKILL, as a host that
+// died; stop: SIGTERM), measures the failover as the client sees it, checks the VIP moved
+// cleanly, and brings the old leader back as a follower.
+func (p *lvsPool) loseLeader(crash bool) failover {
+	p.t.Helper()
+	old := p.leader
+	oldMAC := p.mac(old)
+	watch, err := p.WatchAddr(p.ctx, lvs.VIP, 10*time.Millisecond)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer watch.Stop()
+	// 3 s per request: a SYN lost in the switch is retransmitted after 1 s and must then succeed.
+	load := p.StartLoad(p.ctx, webURL, 20*time.Millisecond, 3*time.Second)
+	defer load.Stop()
+	time.Sleep(500 * time.Millisecond)
+	if crash {
+		if err := p.CutLink(p.ctx, old); err != nil {
+			p.t.Fatal(err)
+		}
+		if err := p.Kill(old); err != nil {
+			p.t.Fatal(err)
+		}
+	} else if err := p.Stop(old, 15*time.Second); err != nil {
+		p.t.Fatal(err)
+	}
+	p.leader = p.waitLeader()
+	newMAC := p.mac(p.leader)
+	p.waitFor(5*time.Second, "the new leader's MAC answers the client's pings", func() bool {
+		for _, r := range watch.Replies() {
+			if r.MAC == newMAC {
+				return true
+			}
+		}
+		return false
+	})
+	// A crashed host keeps its addresses, out of reach behind its cut link: only the live
+	// directors count.
+	if h := p.liveHolders(); !slices.Equal(h, []string{p.leader}) {
+		p.t.Errorf("VIP holders among the running directors after the failover: %v, want [%s]", h, p.leader)
+	}
+	time.Sleep(time.Second) // traffic after the switch
+	replies := watch.Stop()
+	samples := load.Stop()
+
+	var f failover
+	if f.outage, err = lvs.Outage(replies, oldMAC, newMAC); err != nil {
+		p.t.Fatal(err)
+	}
+	if twoHolders := answeredAfter(replies, newMAC, oldMAC); twoHolders {
+		p.t.Errorf("the old leader %s (%s) answered for the VIP after the new leader %s (%s) did", old, oldMAC, p.leader, newMAC)
+	}
+	if n := p.clientNeighbour(lvs.VIP); n != newMAC {
+		p.t.Errorf("client's neighbour entry for the VIP: %q, want the new leader's %s (the announcement did not reach it)", n, newMAC)
+	}
+	f.requests = len(samples)
+	f.failed = failures(samples, time.Time{})
+	for _, s := range samples {
+		f.slowest = max(f.slowest, s.Took)
+	}
+	p.rejoin(old, crash)
+	return f
+}
+
+// rejoin brings a former leader back (after a crash: as a rebooted host with an empty kernel)
+// and checks it returns as a follower without ever holding the VIP beside the leader.
+func (p *lvsPool) rejoin(old string, rebooted bool) {
+	p.t.Helper()
+	if rebooted {
+		if err := p.Reboot(p.ctx, old); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	if err := p.Start(old); err != nil {
+		p.t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if h := p.Holders(lvs.VIP); len(h) > 1 || slices.Contains(h, old) {
+			p.t.Fatalf("while %s rejoined, the VIP was held by %v", old, h)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if l := p.waitLeader(); l != p.leader {
+		p.t.Errorf("leader after %s rejoined: %s, want %s unchanged", old, l, p.leader)
+	}
+	st, err := p.Status(p.ctx, old)
+	if err != nil || st.Role != "follower" {
+		p.t.Errorf("%s after rejoining: role %q (%v), want follower", old, st.Role, err)
+	}
+}
+
+// liveHolders lists the running directors that hold the VIP.
+func (p *lvsPool) liveHolders() []string {
+	running := p.Running()
+	return slices.DeleteFunc(p.Holders(lvs.VIP), func(d string) bool { return !slices.Contains(running, d) })
+}
+
+// answeredAfter reports whether mac answered after first answered.
+func answeredAfter(replies []lvs.Reply, first, mac string) bool {
+	seen := false
+	for _, r := range replies {
+		seen = seen || r.MAC == first
+		if seen && r.MAC == mac {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *lvsPool) mac(node string) string {
+	p.t.Helper()
+	m, err := p.MAC(node)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return m
+}
+
+// clientNeighbour is the MAC the client's neighbour table has for addr.
+func (p *lvsPool) clientNeighbour(addr string) string {
+	out, _ := p.Exec(p.ctx, lvs.ClientName, "ip", "neigh", "show", addr, "dev", "eth0")
+	f := strings.Fields(out)
+	if i := slices.Index(f, "lladdr"); i >= 0 && i+1 < len(f) {
+		return f[i+1]
+	}
+	return ""
+}
+
+func (p *lvsPool) waitFor(timeout time.Duration, what string, cond func() bool) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("not within %s: %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// reportFailovers logs the distribution and prints it as a `troop-bench:` line, which `make
+// bench` collects from the VM's console.
+func reportFailovers(t *testing.T, kind string, timing lvs.Timing, fs []failover) {
+	t.Helper()
+	var ms []float64
+	failed, requests := 0, 0
+	var slowest time.Duration
+	for _, f := range fs {
+		ms = append(ms, float64(f.outage.Microseconds())/1000)
+		failed += len(f.failed)
+		requests += f.requests
+		slowest = max(slowest, f.slowest)
+	}
+	slices.Sort(ms)
+	t.Logf("%s, %s: outage min/median/max %.0f/%.0f/%.0f ms over %d runs; %d of %d requests failed, slowest %s",
+		kind, timing.Name, ms[0], ms[len(ms)/2], ms[len(ms)-1], len(ms), failed, requests, slowest.Round(time.Millisecond))
+	b, _ := json.Marshal(map[string]any{"bench": "failover", "kind": kind, "profile": timing.Name,
+		"outage_ms": ms, "requests": requests, "failed": failed, "slowest_ms": slowest.Milliseconds()})
+	fmt.Printf("troop-bench: %s\n", b)
+}
+
+var failoverProfiles = []lvs.Timing{lvs.DefaultTiming, lvs.FastTiming}
+
+// Seed scenario 2: the leader's host dies (agent SIGKILLed, link cut). The VIP moves, the
+// client's neighbour entry follows the announcement, traffic resumes; the old leader comes back
+// as a follower and never holds the VIP beside the new one.
+func TestLVSLeaderCrash(t *testing.T) {
+	for _, timing := range failoverProfiles {
+		t.Run(strings.Fields(timing.Name)[0], func(t *testing.T) {
+			p := newLVSPool(t, lvs.Config{Timing: timing}, webTable([]string{lvs.RealAddr(1), lvs.RealAddr(2)}, ""))
+			var fs []failover
+			for range failoverRuns() {
+				fs = append(fs, p.loseLeader(true))
+			}
+			reportFailovers(t, "crash", timing, fs)
+			for _, f := range fs {
+				if f.outage > 5*time.Second {
+					t.Errorf("a crash failover took %s as the client saw it", f.outage)
+				}
+			}
+		})
+	}
+}
+
+// Scenario 3: the leader is stopped gracefully (SIGTERM): it hands leadership over first and
+// not one request fails.
+func TestLVSGracefulStop(t *testing.T) {
+	for _, timing := range failoverProfiles {
+		t.Run(strings.Fields(timing.Name)[0], func(t *testing.T) {
+			p := newLVSPool(t, lvs.Config{Timing: timing}, webTable([]string{lvs.RealAddr(1), lvs.RealAddr(2)}, ""))
+			var fs []failover
+			for range failoverRuns() {
+				f := p.loseLeader(false)
+				if len(f.failed) > 0 {
+					t.Errorf("%d of %d requests failed during a graceful stop:\n%s", len(f.failed), f.requests, describeSamples(f.failed))
+				}
+				fs = append(fs, f)
+			}
+			reportFailovers(t, "graceful", timing, fs)
+		})
+	}
 }

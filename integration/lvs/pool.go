@@ -7,7 +7,7 @@ package lvs
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 	"io"
 	"net"
 	"net/http"

@@ -184,7 +184,14 @@ func echoReplyFrom(frame []byte, src net.IP, id int) (string, bool) {
 	return net.HardwareAddr(frame[6:12]).String(), true
 }
 
-// Stop ends the watch and returns every reply seen.
+// Replies returns the replies seen so far.
+func (w *Watch) Replies() []Reply {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Reply(nil), w.replies...)
+}
+
+// Stop ends the watch and returns every reply seen. It may be called more than once.
 func (w *Watch) Stop() []Reply {
 	w.cancel()
 	for _, c := range w.conns {
