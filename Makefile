@@ -8,7 +8,7 @@ BIN      := bin/troop
 # Seconds each fuzz target runs during `make test`.
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit fuzz lint bench lab deps clean
+.PHONY: all build test unit fuzz integration lint bench lab deps clean
 
 all: build
 
@@ -28,10 +28,10 @@ lint: deps
 	$(GO) vet ./...
 
 # The unit tier (no root), the loopback pool test and, as root, the namespace tier (tests that
-# create network namespaces skip themselves without root, saying so). The VM tier with real IPVS
-# joins with the integration issue.
+# create network namespaces skip themselves without root, saying so) and the VM tier.
 test: lint build unit fuzz
-	@if [ "$$(id -u)" != 0 ]; then echo "make test: not root: the namespace tier (director and integration namespace tests) was skipped; run as root for it"; fi
+	@if [ "$$(id -u)" != 0 ]; then echo "make test: not root: the namespace tier (director and integration namespace tests) and the VM tier (make integration) were skipped; run as root for them"; \
+	else $(MAKE) --no-print-directory integration; fi
 
 unit: deps
 	TROOP_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 15m ./...
@@ -40,6 +40,12 @@ fuzz: deps
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cmd/troop/internal/config -run '^$$' -fuzz '^FuzzParseTable$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cmd/troop/internal/config -run '^$$' -fuzz '^FuzzParseAgent$$' -fuzztime $(FUZZTIME)
+
+# The VM tier: Debian's stock kernel under qemu (TCG, no network device) with real IPVS runs the
+# TestLVS* scenarios (integration/lvs_test.go). The first run installs qemu-system-x86, ipvsadm and
+# kmod and downloads the kernel package and busybox-static into /var/cache/troop-vm.
+integration: build
+	TROOP_VM=1 TROOP_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -run '^TestVM$$' -v ./integration
 
 # Rewrites docs/benchmarks.md with this machine's numbers.
 bench: build

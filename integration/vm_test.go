@@ -26,6 +26,9 @@ func TestVM(t *testing.T) {
 	cache := os.Getenv("TROOP_VM_CACHE")
 	if cache == "" {
 		cache = "/var/cache/troop-vm"
+		if os.Geteuid() != 0 {
+			cache = filepath.Join(os.TempDir(), "troop-vm-cache")
+		}
 	}
 	assets, err := vm.Prepare(ctx, cache, testWriter{t})
 	if err != nil {
