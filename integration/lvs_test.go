@@ -47,18 +47,9 @@ type lvsPool struct {
 
 const webURL = "http://" + lvs.VIP + "/index.html"
 
-// webTable is the seed's service: the VIP on port 80, round robin, LVS-DR, an HTTP check of
-// /index.html expecting "Test Page", removed (not quiesced) when down.
-func webTable(reals []string, extra string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `service "web" {
-  vip        = %q
-  port       = 80
-  protocol   = "tcp"
-  scheduler  = "rr"
-  forwarding = "dr"
-  quiescent  = false
-  check "http" {
+// Health checks of the scenarios' services: quick, so that the scenarios are.
+const (
+	httpCheck = `  check "http" {
     path     = "/index.html"
     expect   = "Test Page"
     interval = "500ms"
@@ -66,12 +57,31 @@ func webTable(reals []string, extra string) string {
     rise     = 2
     fall     = 2
   }
-%s`, lvs.VIP, extra)
+`
+	tcpCheck = `  check "tcp" {
+    interval = "500ms"
+    timeout  = "250ms"
+  }
+`
+)
+
+// service is a table service on the VIP: round robin, a real removed (not quiesced) when down.
+// extra is more of the block (a check, a fallback); reals are real labels (address[:port]).
+func service(name string, port int, forwarding, extra string, reals ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "service %q {\n  vip = %q\n  port = %d\n  protocol = \"tcp\"\n  scheduler = \"rr\"\n  forwarding = %q\n  quiescent = false\n%s",
+		name, lvs.VIP, port, forwarding, extra)
 	for _, r := range reals {
 		fmt.Fprintf(&b, "  real %q {}\n", r)
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+// webTable is the seed's service: the VIP on port 80, LVS-DR to r1 and r2, an HTTP check of
+// /index.html expecting "Test Page".
+func webTable(extra string) string {
+	return service("web", 80, "dr", httpCheck+extra, lvs.RealAddr(1), lvs.RealAddr(2))
 }
 
 // newLVSPool starts cfg's pool, prepares and starts the reals, applies table through a follower
@@ -112,7 +122,7 @@ func newLVSPool(t *testing.T, cfg lvs.Config, table string) *lvsPool {
 	if err := p.Apply(ctx, via, table); err != nil {
 		t.Fatal(err)
 	}
-	lp.waitServedBy(webURL, p.Reals(), 20*time.Second)
+	lp.waitServedBy(webURL, []string{"r1", "r2"}, 20*time.Second) // webTable's reals
 	return lp
 }
 
@@ -227,8 +237,7 @@ func describeSamples(ss []lvs.Sample) string {
 
 // Seed scenario 1: a real server goes down under continuous client requests and comes back.
 func TestLVSRealServerDownAndBack(t *testing.T) {
-	reals := []string{lvs.RealAddr(1), lvs.RealAddr(2)}
-	p := newLVSPool(t, lvs.Config{}, webTable(reals, ""))
+	p := newLVSPool(t, lvs.Config{}, webTable(""))
 	vipPort := lvs.VIP + ":80"
 	r1 := lvs.RealAddr(1) + ":80"
 	for _, d := range p.Directors() { // hot standby: every director has the table
@@ -459,7 +468,7 @@ var failoverProfiles = []lvs.Timing{lvs.DefaultTiming, lvs.FastTiming}
 func TestLVSLeaderCrash(t *testing.T) {
 	for _, timing := range failoverProfiles {
 		t.Run(strings.Fields(timing.Name)[0], func(t *testing.T) {
-			p := newLVSPool(t, lvs.Config{Timing: timing}, webTable([]string{lvs.RealAddr(1), lvs.RealAddr(2)}, ""))
+			p := newLVSPool(t, lvs.Config{Timing: timing}, webTable(""))
 			var fs []failover
 			for range failoverRuns() {
 				fs = append(fs, p.loseLeader(true))
@@ -479,7 +488,7 @@ func TestLVSLeaderCrash(t *testing.T) {
 func TestLVSGracefulStop(t *testing.T) {
 	for _, timing := range failoverProfiles {
 		t.Run(strings.Fields(timing.Name)[0], func(t *testing.T) {
-			p := newLVSPool(t, lvs.Config{Timing: timing}, webTable([]string{lvs.RealAddr(1), lvs.RealAddr(2)}, ""))
+			p := newLVSPool(t, lvs.Config{Timing: timing}, webTable(""))
 			var fs []failover
 			for range failoverRuns() {
 				f := p.loseLeader(false)

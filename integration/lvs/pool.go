@@ -187,6 +187,9 @@ func (p *Pool) plug(ctx context.Context, n *Node) error {
 	return nil
 }
 
+// Bin is the troop binary the pool runs.
+func (p *Pool) Bin() string { return p.cfg.Bin }
+
 // Dir is where the pool keeps configs, data dirs and agent logs (NAME.log).
 func (p *Pool) Dir() string { return p.cfg.Dir }
 
