@@ -49,7 +49,7 @@ integration: build
 
 # Rewrites docs/benchmarks.md with this machine's numbers.
 bench: build
-	$(GO) run ./integration/bench -out docs/benchmarks.md
+	TROOP_BIN=$(CURDIR)/$(BIN) $(GO) run ./integration/bench -out docs/benchmarks.md
 
 # A throwaway three-director pool on loopback: starts it, applies the seed's table, shows the
 # table from every director, kills the leader, shows the pool carrying on, then removes it all.

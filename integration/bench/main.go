@@ -12,7 +12,10 @@
 // Probe: the health-check engine with the HTTP checker against 1,000 and 10,000 real servers on
 // loopback (about two minutes).
 //
-// Usage: go run ./integration/bench -out docs/benchmarks.md
+// Failover: the VM tier's leader-crash and graceful-stop scenarios (real IPVS in Debian's kernel
+// under qemu), -failover-runs failovers per kind and Raft profile, as the client sees them.
+//
+// Usage: go run ./integration/bench -out docs/benchmarks.md [-failover-runs 10]
 package main
 
 import (
@@ -46,15 +49,16 @@ func main() {
 	sequential := flag.Int("n", 2000, "sequential applies for the latency figures")
 	writers := flag.Int("writers", 64, "concurrent writers for the throughput figure")
 	duration := flag.Duration("duration", 5*time.Second, "how long the throughput run lasts")
+	failoverRuns := flag.Int("failover-runs", 10, "failovers per kind and profile in the VM (0 skips the VM section)")
 	flag.Parse()
-	if err := run(*out, *sequential, *writers, *duration); err != nil {
+	if err := run(*out, *sequential, *writers, *duration, *failoverRuns); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out string, n, writers int, duration time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+func run(out string, n, writers int, duration time.Duration, failoverRuns int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "troop-bench-")
 	if err != nil {
@@ -114,7 +118,17 @@ func run(out string, n, writers int, duration time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
-	return writeSection(out, "probe", probeSection)
+	if err := writeSection(out, "probe", probeSection); err != nil {
+		return err
+	}
+	if failoverRuns == 0 {
+		return nil
+	}
+	failover, err := benchFailover(ctx, failoverRuns)
+	if err != nil {
+		return fmt.Errorf("failover: %w", err)
+	}
+	return writeSection(out, "failover", failover)
 }
 
 // pool is three in-process Raft nodes over TCP loopback.
