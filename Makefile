@@ -51,10 +51,14 @@ integration: build
 bench: build
 	TROOP_BIN=$(CURDIR)/$(BIN) $(GO) run ./integration/bench -out docs/benchmarks.md
 
-# A throwaway three-director pool on loopback: starts it, applies the seed's table, shows the
-# table from every director, kills the leader, shows the pool carrying on, then removes it all.
+# A throwaway pool with real IPVS (integration/lab): three directors, two real servers and a sorry
+# server in network namespaces (on the host when its kernel has IPVS and you are root, else in a
+# qemu VM with Debian's kernel). It applies the seed's table, shows `ipvsadm -Ln` and requests
+# alternating, stops a real server, kills the leader and measures the outage, prints a report and
+# removes it all. KEEP=1 (namespace mode only) leaves the pool running and says how to reach it.
+# cgo off: the VM mode runs this very build inside the guest.
 lab: build
-	./deploy/lab/loopback.sh $(BIN)
+	CGO_ENABLED=0 $(GO) run ./integration/lab -troop $(BIN) $(if $(filter 1 yes true,$(KEEP)),-keep)
 
 clean:
 	rm -rf bin
