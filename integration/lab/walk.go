@@ -529,11 +529,15 @@ type indent struct {
 func (in *indent) Write(b []byte) (int, error) {
 	var buf bytes.Buffer
 	for rest := b; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
 		if !in.mid {
-			buf.WriteString(in.prefix)
+			if i == 0 { // an empty line gets no trailing blanks
+				buf.WriteString(strings.TrimRight(in.prefix, " "))
+			} else {
+				buf.WriteString(in.prefix)
+			}
 			in.mid = true
 		}
-		i := bytes.IndexByte(rest, '\n')
 		if i < 0 {
 			buf.Write(rest)
 			break
