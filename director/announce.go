@@ -195,7 +195,7 @@ type AnnouncerOptions struct {
 type AnnounceStats struct {
 	VIP   netip.Addr
 	Iface string // the interface it was last announced on
-	// Announcing is true between Announce and Stop.
+	// Announcing is true between Announce and Stop (or Yield).
 	Announcing bool
 	Sent       uint64 // packets sent
 	Errors     uint64 // packets that failed to go out
@@ -209,12 +209,12 @@ type AnnounceStats struct {
 }
 
 // NetAnnouncer announces the VIPs a leader holds, on a schedule (AnnouncerConfig), and watches
-// for other hosts claiming them. Nothing runs until Run; Announce and Stop may be called before
-// Run (the schedules start when it does), during it, and after it (then they only record).
-// All methods are safe for concurrent use.
+// for other hosts claiming them. Nothing runs until Run; Announce, Yield and Stop may be called
+// before Run (the schedules start when it does), during it, and after it (then they only
+// record). All methods are safe for concurrent use.
 //
-// Per VIP there is one goroutine that sends its rounds; per interface with an announced VIP
-// there is one duplicate watch (with a Listener). Run owns them all: when its context ends
+// Per VIP there is one goroutine that sends its rounds; per interface with an announced or
+// yielded VIP there is one duplicate watch (with a Listener). Run owns them all: when its context ends
 // they stop, and Run returns once they have. The Sender and Listener are the caller's to close
 // after Run has returned.
 type NetAnnouncer struct {
@@ -230,6 +230,7 @@ type NetAnnouncer struct {
 	ctx     context.Context
 	wg      sync.WaitGroup
 	vips    map[netip.Addr]*vipSchedule
+	yields  map[netip.Addr]*vipYield
 	watches map[string]*ifaceWatch
 	stats   map[netip.Addr]*AnnounceStats
 }
@@ -255,9 +256,18 @@ type vipSchedule struct {
 	conflict chan struct{}
 }
 
+// vipYield is a VIP being handed over (Yield): no longer announced, still watched for.
+type vipYield struct {
+	iface string
+	// claimed is closed when another hardware address claims the VIP on iface.
+	claimed chan struct{}
+	// watching is true once the yield counts as a user of its interface's watch.
+	watching bool
+}
+
 // ifaceWatch is the duplicate watch of one interface.
 type ifaceWatch struct {
-	vips   int // announced VIPs on the interface
+	users  int // started schedules and watching yields on the interface
 	cancel context.CancelFunc
 }
 
@@ -265,6 +275,7 @@ type ifaceWatch struct {
 // its consumer).
 var _ interface {
 	Announce(iface string, vip netip.Addr)
+	Yield(iface string, vip netip.Addr) <-chan struct{}
 	Stop(vip netip.Addr)
 } = (*NetAnnouncer)(nil)
 
@@ -284,7 +295,8 @@ func NewNetAnnouncer(o AnnouncerOptions) (*NetAnnouncer, error) {
 	}
 	return &NetAnnouncer{
 		cfg: o.Config.withDefaults(), sender: o.Sender, listener: o.Listener, clock: o.Clock, log: o.Log,
-		vips: map[netip.Addr]*vipSchedule{}, watches: map[string]*ifaceWatch{}, stats: map[netip.Addr]*AnnounceStats{},
+		vips: map[netip.Addr]*vipSchedule{}, yields: map[netip.Addr]*vipYield{},
+		watches: map[string]*ifaceWatch{}, stats: map[netip.Addr]*AnnounceStats{},
 	}, nil
 }
 
@@ -303,6 +315,9 @@ func (a *NetAnnouncer) Run(ctx context.Context) error {
 	for _, vip := range slices.SortedFunc(maps.Keys(a.vips), netip.Addr.Compare) {
 		a.startLocked(a.vips[vip])
 	}
+	for _, y := range a.yields {
+		y.watching = a.acquireWatchLocked(y.iface)
+	}
 	a.mu.Unlock()
 
 	<-ctx.Done()
@@ -317,9 +332,10 @@ func (a *NetAnnouncer) Run(ctx context.Context) error {
 
 // Announce starts announcing vip on iface: a burst now, then the repeats. Announcing a VIP
 // that is being announced on the same interface starts its schedule over (a new burst); on
-// another interface it moves it. The caller must hold vip on iface: announcing an address
-// this host does not have would steal it. Failures to send are logged and counted (Stats), and
-// the schedule goes on.
+// another interface it moves it. Announcing a yielded VIP (Yield) ends the yield: the caller
+// leads again. The caller must hold vip on iface: announcing an address this host does not
+// have would steal it. Failures to send are logged and counted (Stats), and the schedule goes
+// on.
 func (a *NetAnnouncer) Announce(iface string, vip netip.Addr) {
 	vip = vip.Unmap()
 	if !vip.IsValid() || vip.Zone() != "" || iface == "" {
@@ -353,32 +369,86 @@ func (a *NetAnnouncer) Announce(iface string, vip netip.Addr) {
 	if a.life == announcerRunning {
 		a.startLocked(s)
 	}
+	// After the schedule has joined the interface's watch, so that the watch never closes
+	// in between.
+	a.endYieldLocked(vip)
 	a.mu.Unlock()
 }
 
-// Stop ends vip's announcements. When it returns no packet for vip is being sent or will be,
-// so the caller may remove the VIP: a deposed leader must not announce what it gave up. A VIP
-// not announced is no error.
+// Yield hands vip over to another director (make before break): it ends vip's announcements
+// as Stop does, so that this host no longer draws the VIP's traffic, but keeps watching iface
+// and closes the returned channel when another hardware address claims vip there (the new
+// leader's gratuitous ARP or unsolicited NA). Meanwhile such a claim is no conflict: it
+// triggers no burst. The caller keeps the VIP on iface, forwarding the connections that still
+// arrive, until the channel is closed, and then removes it (calling Stop first, as always).
+//
+// The yield lasts until Stop or Announce of vip, or until the claim. Without a Listener, or
+// outside Run, nothing is watched and the channel is never closed: the caller must bound its
+// wait. Yielding a VIP already yielded on iface returns the same channel.
+func (a *NetAnnouncer) Yield(iface string, vip netip.Addr) <-chan struct{} {
+	vip = vip.Unmap()
+	a.mu.Lock()
+	y := a.yields[vip]
+	if y == nil || y.iface != iface {
+		a.endYieldLocked(vip)
+		y = &vipYield{iface: iface, claimed: make(chan struct{})}
+		a.yields[vip] = y
+		if a.life == announcerRunning {
+			// Before the schedule leaves the watch: a claim in between must not be missed.
+			y.watching = a.acquireWatchLocked(iface)
+		}
+	}
+	s := a.removeScheduleLocked(vip)
+	a.mu.Unlock()
+	s.wait()
+	a.log.Debug("handing over a VIP: announcements stopped, waiting for the new owner's", "op", "yield", "vip", vip, "iface", iface)
+	return y.claimed
+}
+
+// Stop ends vip's announcements, or its yield. When it returns no packet for vip is being sent
+// or will be, so the caller may remove the VIP: a deposed leader must not announce what it gave
+// up. A VIP neither announced nor yielded is no error.
 func (a *NetAnnouncer) Stop(vip netip.Addr) {
 	vip = vip.Unmap()
 	a.mu.Lock()
+	a.endYieldLocked(vip)
+	s := a.removeScheduleLocked(vip)
+	a.mu.Unlock()
+	s.wait()
+}
+
+// removeScheduleLocked forgets vip's schedule (if any) and leaves its watch; the caller waits
+// for its goroutine (wait) once a.mu is released.
+func (a *NetAnnouncer) removeScheduleLocked(vip netip.Addr) *vipSchedule {
 	s, ok := a.vips[vip]
 	if !ok {
-		a.mu.Unlock()
-		return
+		return nil
 	}
 	delete(a.vips, vip)
 	a.statsLocked(vip).Announcing = false
-	if w := a.watches[s.iface]; w != nil && s.cancel != nil {
-		if w.vips--; w.vips == 0 {
-			w.cancel()
-			delete(a.watches, s.iface)
-		}
-	}
-	a.mu.Unlock()
 	if s.cancel != nil {
+		a.releaseWatchLocked(s.iface)
+	}
+	return s
+}
+
+// wait ends s's goroutine, if it was started, and waits for it. s may be nil.
+func (s *vipSchedule) wait() {
+	if s != nil && s.cancel != nil {
 		s.cancel()
 		<-s.done
+	}
+}
+
+// endYieldLocked forgets vip's yield (if any) without closing its channel.
+func (a *NetAnnouncer) endYieldLocked(vip netip.Addr) {
+	y, ok := a.yields[vip]
+	if !ok {
+		return
+	}
+	delete(a.yields, vip)
+	if y.watching {
+		a.releaseWatchLocked(y.iface)
 	}
 }
 
@@ -413,18 +483,35 @@ func (a *NetAnnouncer) startLocked(s *vipSchedule) {
 		defer close(s.done)
 		a.announceLoop(ctx, s)
 	})
+	a.acquireWatchLocked(s.iface)
+}
+
+// acquireWatchLocked counts one more user of iface's duplicate watch, starting the watch for
+// the first. It reports whether there is a watch (there is none without a listener). a.mu is
+// held and a is running.
+func (a *NetAnnouncer) acquireWatchLocked(iface string) bool {
 	if a.listener == nil {
-		return
+		return false
 	}
-	w := a.watches[s.iface]
+	w := a.watches[iface]
 	if w == nil {
 		wctx, wcancel := context.WithCancel(a.ctx)
 		w = &ifaceWatch{cancel: wcancel}
-		a.watches[s.iface] = w
-		iface := s.iface
+		a.watches[iface] = w
 		a.wg.Go(func() { a.watchLoop(wctx, iface) })
 	}
-	w.vips++
+	w.users++
+	return true
+}
+
+// releaseWatchLocked counts one user of iface's watch less, ending the watch after the last.
+func (a *NetAnnouncer) releaseWatchLocked(iface string) {
+	if w := a.watches[iface]; w != nil {
+		if w.users--; w.users == 0 {
+			w.cancel()
+			delete(a.watches, iface)
+		}
+	}
 }
 
 // announceLoop is s's goroutine: a burst at once, then the repeats and refreshes, and a new
@@ -563,17 +650,30 @@ func (a *NetAnnouncer) watchLoop(ctx context.Context, iface string) {
 }
 
 // handleObserved handles one packet seen on iface (whose hardware address is ours) and returns
-// why it did nothing, or claimConflict when it counted a conflict and asked for a burst.
+// why it did nothing, claimConflict when it counted a conflict and asked for a burst, or
+// claimHandedOver when another host claimed a VIP we yield (and it closed the yield's channel).
 func (a *NetAnnouncer) handleObserved(iface string, ours net.HardwareAddr, o Observed) claimReason {
 	a.mu.Lock()
 	owned := func(ip netip.Addr) bool {
-		s, ok := a.vips[ip]
-		return ok && s.iface == iface
+		if s, ok := a.vips[ip]; ok {
+			return s.iface == iface
+		}
+		y, ok := a.yields[ip]
+		return ok && y.iface == iface
 	}
 	vip, reason := claimVerdict(o, ours, owned)
 	if reason != claimConflict {
 		a.mu.Unlock()
 		return reason
+	}
+	if y, ok := a.yields[vip]; ok {
+		// The new owner has announced it: the handover is done, and defending the VIP now
+		// would flip the clients back to us.
+		a.endYieldLocked(vip)
+		close(y.claimed)
+		a.mu.Unlock()
+		a.log.Info("the new owner announced a VIP we hand over", "op", "yield", "vip", vip, "iface", iface, "mac", o.LinkAddr.String(), "kind", o.Kind)
+		return claimHandedOver
 	}
 	s := a.vips[vip]
 	st := a.statsLocked(vip)

@@ -13,7 +13,8 @@ import (
 )
 
 // claimReason is what the duplicate watch made of one packet: claimConflict (another host
-// claims a VIP we announce: count it and re-announce) or why the packet is none of its concern.
+// claims a VIP we announce: count it and re-announce), claimHandedOver (another host claims a
+// VIP we yield: the handover is done) or why the packet is none of its concern.
 // Like MetalLB's dropReason (internal/layer2/arp.go), it makes the per-packet decision testable
 // without a socket.
 type claimReason uint8
@@ -33,6 +34,9 @@ const (
 	// claimUnsupported: not an ARP or NDP packet the watch reads (another hardware or protocol
 	// type, another ICMPv6 message).
 	claimUnsupported
+	// claimHandedOver: another host claims a VIP we yield (NetAnnouncer.Yield): its new owner
+	// announced it, so the yield ends and the caller may remove it.
+	claimHandedOver
 )
 
 func (r claimReason) String() string {
@@ -49,6 +53,8 @@ func (r claimReason) String() string {
 		return "no-link-address"
 	case claimUnsupported:
 		return "unsupported"
+	case claimHandedOver:
+		return "handed-over"
 	}
 	return fmt.Sprintf("claim-reason-%d", uint8(r))
 }

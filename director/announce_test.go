@@ -595,3 +595,135 @@ func (w annLogWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(b), "\n"))
 	return len(b), nil
 }
+
+// closedWithin reports whether c is closed within d (real time: the watch runs in goroutines).
+func closedWithin(c <-chan struct{}, d time.Duration) bool {
+	select {
+	case <-c:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+func TestYieldHandsOverOnAClaimWithoutDefending(t *testing.T) {
+	l := newAnnListener()
+	at := newAnnTest(t, AnnouncerConfig{}, l)
+	at.run()
+	at.a.Announce("eth0", annVIP4)
+	at.a.Announce("eth0", annVIP6)
+	at.sender.take(t, 3)
+	at.expectArmed(DefaultAnnounceInterval)
+	at.expectArmed(DefaultAnnounceInterval)
+	l.waitOpened(t, "eth0")
+
+	claimed4 := at.a.Yield("eth0", annVIP4)
+	if again := at.a.Yield("eth0", annVIP4); again != claimed4 {
+		t.Error("yielding again returned another channel")
+	}
+	// The yield stopped the VIP's schedule (Yield returns once its goroutine has ended) but
+	// kept the interface's watch open: no gap in which the new leader's claim could be missed.
+	select {
+	case iface := <-l.opened:
+		t.Errorf("the watch on %s was reopened", iface)
+	default:
+	}
+	if l.active() != 1 {
+		t.Fatal("no watch on eth0 while yielding")
+	}
+	if st := at.stats(annVIP4); st.Announcing {
+		t.Errorf("stats = %+v, want not announcing", st)
+	}
+	// Only the VIP still announced goes on.
+	annDiff(t, "after Yield", at.step(DefaultAnnounceInterval, 1), "  1.1s neighbor-advertisement 2001:db8::10 on eth0\n")
+	at.expectArmed(DefaultAnnounceInterval)
+
+	// Our own packets and a host claiming nothing of ours close nothing.
+	ours := Observed{Kind: ARPRequest, SenderIP: annVIP4, TargetIP: annVIP4, LinkAddr: annOurMAC}
+	if got := at.a.handleObserved("eth0", annOurMAC, ours); got != claimFromUs {
+		t.Errorf("our own GARP: %s, want from-us", got)
+	}
+	if closedWithin(claimed4, 10*time.Millisecond) {
+		t.Fatal("the yield channel closed without a claim")
+	}
+
+	// The new leader's gratuitous ARP: the channel closes and nothing defends the VIP.
+	garp := Observed{Kind: ARPRequest, SenderIP: annVIP4, TargetIP: annVIP4, LinkAddr: annOtherMAC}
+	if got := at.a.handleObserved("eth0", annOurMAC, garp); got != claimHandedOver {
+		t.Errorf("the new leader's GARP: %s, want handed-over", got)
+	}
+	if !closedWithin(claimed4, time.Second) {
+		t.Fatal("the yield channel is still open after another host claimed the VIP")
+	}
+	// The yield is over: further claims are none of ours (and no burst, however long we wait).
+	if got := at.a.handleObserved("eth0", annOurMAC, garp); got != claimNotOwned {
+		t.Errorf("a claim after the handover: %s, want not-owned", got)
+	}
+	// Past the conflict holdoff: only the v6 repeat due at 2.2 s goes out (late), no v4 burst.
+	got := at.step(DefaultConflictHoldoff+time.Second, 1)
+	at.expectArmed(DefaultAnnounceInterval)
+	annDiff(t, "no burst for the yielded VIP", got, "  7.1s neighbor-advertisement 2001:db8::10 on eth0\n")
+	at.sender.none(t)
+	if st := at.stats(annVIP4); st.Conflicts != 0 || st.Reannounced != 0 || st.Sent != 2 {
+		t.Errorf("stats = %+v, want the takeover round only, no conflict", st)
+	}
+	at.a.Stop(annVIP4) // the caller removes the VIP: nothing to do
+	if l.active() != 1 {
+		t.Error("the watch closed while a VIP is still announced on eth0")
+	}
+}
+
+func TestYieldWithoutClaimEndsWithStopOrAnnounce(t *testing.T) {
+	l := newAnnListener()
+	at := newAnnTest(t, AnnouncerConfig{Repeats: -1}, l)
+	at.run()
+	at.a.Announce("eth0", annVIP4)
+	at.sender.take(t, 2)
+	l.waitOpened(t, "eth0")
+
+	// Nobody claims it: the channel stays open, and the caller's hold runs out (its timeout).
+	claimed := at.a.Yield("eth0", annVIP4)
+	if closedWithin(claimed, 20*time.Millisecond) {
+		t.Fatal("the yield channel closed without a claim")
+	}
+	// Leading again: Announce ends the yield and the schedule starts over, defending again.
+	at.a.Announce("eth0", annVIP4)
+	at.sender.take(t, 2)
+	claim := Observed{Kind: ARPReply, SenderIP: annVIP4, TargetIP: annVIP4, LinkAddr: annOtherMAC}
+	if got := at.a.handleObserved("eth0", annOurMAC, claim); got != claimConflict {
+		t.Errorf("a claim after Announce: %s, want conflict", got)
+	}
+	if closedWithin(claimed, 10*time.Millisecond) {
+		t.Error("a claim on a VIP announced again closed the old yield's channel")
+	}
+
+	// Yield and then Stop without a claim: the watch ends with the last VIP of the interface.
+	claimed = at.a.Yield("eth0", annVIP4)
+	at.a.Stop(annVIP4)
+	if got := at.a.handleObserved("eth0", annOurMAC, claim); got != claimNotOwned {
+		t.Errorf("a claim after Stop: %s, want not-owned", got)
+	}
+	if closedWithin(claimed, 10*time.Millisecond) {
+		t.Error("Stop closed the yield channel")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for l.active() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the watch is still open after the yield was stopped")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestYieldWithoutListenerNeverCloses(t *testing.T) {
+	at := newAnnTest(t, AnnouncerConfig{Repeats: -1}, nil)
+	at.run()
+	at.a.Announce("eth0", annVIP6)
+	at.sender.take(t, 1)
+	claimed := at.a.Yield("eth0", annVIP6)
+	if closedWithin(claimed, 20*time.Millisecond) {
+		t.Fatal("closed without a watch")
+	}
+	at.a.Stop(annVIP6)
+	at.sender.none(t)
+}

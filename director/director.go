@@ -28,6 +28,9 @@ type Config struct {
 	// TakeoverTimeout bounds how long a new leader waits for its state to be current and IPVS
 	// to match before it takes the VIPs anyway: an out-of-date table beats no service at all.
 	TakeoverTimeout time.Duration
+	// HandoverHold bounds how long a leader that hands leadership over (HandOver) keeps a VIP
+	// that the new leader has not announced yet.
+	HandoverHold time.Duration
 	// Reconciler tunes the IPVS reconciler (drain period).
 	Reconciler ReconcilerOptions
 	// Sync, when set, runs the kernel's connection-sync daemon: master on the leader, backup on
@@ -42,7 +45,14 @@ type Config struct {
 const (
 	DefaultReconcileInterval = 5 * time.Second
 	DefaultTakeoverTimeout   = 2 * time.Second
+	// DefaultHandoverHold covers a new leader's takeover (a Raft barrier and an IPVS sync,
+	// bounded by its own TakeoverTimeout of the same length) and its first announcement.
+	DefaultHandoverHold = 2 * time.Second
 )
+
+// ErrHandoverUnfinished is HandOver's error when its context ends after leadership was given
+// up but before the new leader announced every VIP.
+var ErrHandoverUnfinished = errors.New("the new leader has not announced every VIP yet")
 
 // Pool is what the director needs from its Raft node.
 type Pool interface {
@@ -55,9 +65,13 @@ type Pool interface {
 
 // VIPAnnouncer announces VIPs a new owner holds.
 type VIPAnnouncer interface {
-	// Announce starts announcing vip on iface (a burst, then repeats).
+	// Announce starts announcing vip on iface (a burst, then repeats); it ends a yield of vip.
 	Announce(iface string, vip netip.Addr)
-	// Stop ends vip's announcements; called before the VIP is removed.
+	// Yield ends vip's announcements but keeps watching iface for another host claiming vip,
+	// without defending it, and closes the returned channel when one does: the new leader has
+	// announced it. The channel may never be closed (no watch): the caller bounds its wait.
+	Yield(iface string, vip netip.Addr) <-chan struct{}
+	// Stop ends vip's announcements or yield; called before the VIP is removed.
 	Stop(vip netip.Addr)
 }
 
@@ -92,6 +106,13 @@ type Director struct {
 
 	statusMu sync.Mutex // guards status
 	status   Status
+
+	handoverMu sync.Mutex // guards handover
+	// handover is set by HandOver until the VIP loop takes it at the next loss of leadership;
+	// the loop closes it when the handover is over.
+	handover chan struct{}
+	// vipLoopDone is closed when the VIP loop has returned.
+	vipLoopDone chan struct{}
 }
 
 // Status is a director's dataplane as it stands, for the API and `troop status`.
@@ -119,14 +140,18 @@ func New(cfg Config, deps Deps) (*Director, error) {
 	if cfg.TakeoverTimeout <= 0 {
 		cfg.TakeoverTimeout = DefaultTakeoverTimeout
 	}
+	if cfg.HandoverHold <= 0 {
+		cfg.HandoverHold = DefaultHandoverHold
+	}
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
 	d := &Director{
 		cfg: cfg, deps: deps, log: deps.Log,
-		syncReq:  make(chan struct{}, 1),
-		syncDone: make(chan struct{}),
-		status:   Status{IPVS: cfg.NoIPVS},
+		syncReq:     make(chan struct{}, 1),
+		syncDone:    make(chan struct{}),
+		status:      Status{IPVS: cfg.NoIPVS},
+		vipLoopDone: make(chan struct{}),
 	}
 	if deps.IPVS != nil {
 		rec, err := NewReconciler(deps.IPVS, deps.Owned, cfg.Reconciler, deps.Log)
@@ -307,8 +332,114 @@ func grouped(groups []fsm.VIPGroup, a netip.Addr) bool {
 	return false
 }
 
+// HandOver gives up leadership on purpose without a gap in service (make before break): it
+// calls transfer (cluster.Node's TransferLeadership, or Leave), and the loss of leadership that
+// follows, instead of dropping the VIPs at once, stops announcing them and keeps them, so that
+// this director's IPVS goes on forwarding the connections that clients still send here, until
+// the new leader announces each one (seen by the duplicate watch) or HandoverHold has passed.
+// HandOver returns nil when that is over (or Run has ended); ErrHandoverUnfinished when ctx
+// ends first (the VIPs are then still being handed over: they go at the latest when the hold
+// expires or Run's context ends); or at once transfer's error, and then a later loss of
+// leadership drops the VIPs at once as usual.
+//
+// Only a stopping agent should call it: while the VIPs are held after the loss, two directors
+// hold them, which a deposed leader otherwise never does. Run must be running.
+func (d *Director) HandOver(ctx context.Context, transfer func(context.Context) error) error {
+	done := make(chan struct{})
+	d.handoverMu.Lock()
+	d.handover = done
+	d.handoverMu.Unlock()
+	if err := transfer(ctx); err != nil {
+		d.handoverMu.Lock()
+		if d.handover == done { // not taken: call it off
+			d.handover = nil
+		}
+		d.handoverMu.Unlock()
+		return err
+	}
+	select {
+	case <-done:
+		return nil
+	case <-d.vipLoopDone:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("hand over the VIPs: %w: %w", ErrHandoverUnfinished, ctx.Err())
+	}
+}
+
+// takeHandover returns the handover HandOver asked for, if any, and forgets it.
+func (d *Director) takeHandover() chan struct{} {
+	d.handoverMu.Lock()
+	defer d.handoverMu.Unlock()
+	done := d.handover
+	d.handover = nil
+	return done
+}
+
+// vipHold is a handover in progress: the VIPs it lists are kept, no longer announced, until
+// the new leader claims each or the hold expires.
+type vipHold struct {
+	pending map[netip.Addr]bool
+	// claims receives each VIP whose yield channel closed (buffered for all of them).
+	claims  chan netip.Addr
+	expired *time.Timer
+	stop    context.CancelFunc // ends the goroutines waiting for claims
+	wg      sync.WaitGroup
+	done    chan struct{} // HandOver's; closed when the hold ends
+}
+
+// claimsC and expiredC are the hold's channels, nil (never ready) without a hold.
+func (h *vipHold) claimsC() <-chan netip.Addr {
+	if h == nil {
+		return nil
+	}
+	return h.claims
+}
+
+func (h *vipHold) expiredC() <-chan time.Time {
+	if h == nil {
+		return nil
+	}
+	return h.expired.C
+}
+
+// end stops the hold's goroutines and timer and tells HandOver. h may be nil.
+func (h *vipHold) end() {
+	if h == nil {
+		return
+	}
+	h.stop()
+	h.wg.Wait()
+	h.expired.Stop()
+	close(h.done)
+}
+
+// yieldAll starts handing the VIPs in held (at least one) over: their announcements stop, they
+// stay on their interfaces.
+func (d *Director) yieldAll(ctx context.Context, held map[netip.Addr]vip, done chan struct{}) *vipHold {
+	hctx, cancel := context.WithCancel(ctx)
+	h := &vipHold{
+		pending: map[netip.Addr]bool{}, claims: make(chan netip.Addr, len(held)),
+		expired: time.NewTimer(d.cfg.HandoverHold), stop: cancel, done: done,
+	}
+	for _, addr := range slices.SortedFunc(maps.Keys(held), netip.Addr.Compare) {
+		claimed := d.deps.Announcer.Yield(held[addr].iface, addr)
+		h.pending[addr] = true
+		h.wg.Go(func() {
+			select {
+			case <-claimed:
+				h.claims <- addr
+			case <-hctx.Done():
+			}
+		})
+	}
+	d.log.Info("handing over the VIPs: keeping them until the new leader announces them", "op", "handover", "vips", len(held), "hold", d.cfg.HandoverHold)
+	return h
+}
+
 // vipLoop follows the leadership: the leader holds and announces the VIPs, nobody else does.
 func (d *Director) vipLoop(ctx context.Context) {
+	defer close(d.vipLoopDone)
 	held := map[netip.Addr]vip{}
 	// A director that crashed while leading may still hold VIPs: it is not leader now.
 	d.releaseAll(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface))
@@ -321,6 +452,14 @@ func (d *Director) vipLoop(ctx context.Context) {
 	defer tick.Stop()
 	var leading bool
 	var term uint64
+	// hold is the handover in progress after a HandOver, nil otherwise.
+	var hold *vipHold
+	defer func() {
+		hold.end()
+		if done := d.takeHandover(); done != nil {
+			close(done)
+		}
+	}()
 	// onLeadership handles one leadership value; a takeover interrupted by a newer value hands
 	// that value back to be handled in turn.
 	onLeadership := func(l cluster.Leadership, open bool) {
@@ -331,12 +470,23 @@ func (d *Director) vipLoop(ctx context.Context) {
 		}()
 		for {
 			if !open || !l.IsLeader {
-				if leading {
+				handover := d.takeHandover()
+				switch {
+				case leading && handover != nil && len(held) > 0:
+					// Leadership given up on purpose: keep forwarding until the new leader
+					// has announced the VIPs, so that no client's packet finds no owner.
+					hold = d.yieldAll(ctx, held, handover)
+				case leading && handover != nil:
+					d.setSyncRole(false)
+					close(handover) // nothing to hand over
+				case leading:
 					// Drop the VIPs before anything else: a deposed leader answering for them
 					// is the split brain Raft's lease exists to prevent.
 					d.releaseAll(held, nil)
 					d.setSyncRole(false)
 					d.log.Info("released the VIPs", "op", "release", "term", l.Term)
+				case handover != nil:
+					close(handover) // nothing to hand over
 				}
 				leading = false
 				if !open {
@@ -346,6 +496,13 @@ func (d *Director) vipLoop(ctx context.Context) {
 			}
 			if leading && l.Term == term {
 				return
+			}
+			if hold != nil {
+				// Leading again before the handover was over: the takeover re-announces what
+				// is still held, which ends its yields.
+				hold.end()
+				hold = nil
+				d.log.Info("handover ended: leading again", "op", "handover", "term", l.Term)
 			}
 			leading, term = true, l.Term
 			next, interrupted := d.takeOver(ctx, held, leadership)
@@ -362,6 +519,25 @@ func (d *Director) vipLoop(ctx context.Context) {
 			return
 		case l, open := <-leadership:
 			onLeadership(l, open)
+		case addr := <-hold.claimsC():
+			delete(hold.pending, addr)
+			if v, ok := held[addr]; ok {
+				d.release(held, addr)
+				d.publishVIPs(held)
+				d.log.Info("released VIP after the new leader announced it", "op", "handover", "vip", v.prefix, "iface", v.iface)
+			}
+			if len(hold.pending) == 0 {
+				d.log.Info("handed over the VIPs", "op", "handover")
+				d.setSyncRole(false)
+				hold.end()
+				hold = nil
+			}
+		case <-hold.expiredC():
+			d.log.Warn("handover hold expired; releasing the VIPs the new leader has not announced", "op", "handover", "vips", len(hold.pending), "hold", d.cfg.HandoverHold)
+			d.releaseAll(held, nil)
+			d.setSyncRole(false)
+			hold.end()
+			hold = nil
 		case <-w.C:
 			w.Take()
 			if leading {

@@ -73,6 +73,12 @@ var (
 
 func newOwnerRig(t *testing.T, withIPVS bool) *ownerRig {
 	t.Helper()
+	return newOwnerRigWith(t, withIPVS, nil)
+}
+
+// newOwnerRigWith is newOwnerRig with tune (if set) changing the director's config.
+func newOwnerRigWith(t *testing.T, withIPVS bool, tune func(*director.Config)) *ownerRig {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	r := &ownerRig{t: t, f: fsm.New(log), ipvs: ipvsfake.New()}
 	r.pool = &fakePool{f: r.f, ch: make(chan cluster.Leadership, 1)}
@@ -86,6 +92,9 @@ func newOwnerRig(t *testing.T, withIPVS bool) *ownerRig {
 		deps.IPVS, deps.Owned, deps.Syncd = r.ipvs, director.NewOwnership(), r.ipvs.SyncDaemons()
 		cfg.Sync = &director.SyncDaemon{Interface: "eth0", SyncID: 1}
 		r.ipvs.SyncDaemons().SetInterfaces("eth0")
+	}
+	if tune != nil {
+		tune(&cfg)
 	}
 	d, err := director.New(cfg, deps)
 	if err != nil {

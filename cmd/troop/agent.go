@@ -16,6 +16,7 @@ import (
 	"github.com/troop-lb/troop/api"
 	"github.com/troop-lb/troop/cluster"
 	"github.com/troop-lb/troop/cmd/troop/internal/config"
+	"github.com/troop-lb/troop/director"
 	"github.com/troop-lb/troop/fsm"
 )
 
@@ -263,7 +264,7 @@ func (a *agent) run(ctx context.Context, o agentOptions) error {
 	case runErr = <-failed:
 	}
 	a.log.Info("agent stopping", "op", "stop")
-	handOver(a.node, o.leaveOnStop, a.log)
+	handOver(a.node, a.dp, o.leaveOnStop, a.log)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	a.srv.Shutdown(shutdownCtx)
@@ -279,20 +280,32 @@ func (a *agent) run(ctx context.Context, o agentOptions) error {
 }
 
 // handOver moves leadership to a follower before a leader stops, so the pool need not wait for an
-// election timeout, and removes the node from the configuration if asked.
-func handOver(node *cluster.Node, leave bool, log *slog.Logger) {
+// election timeout, and removes the node from the configuration if asked. A leader's dataplane
+// (dp, nil when disabled) keeps its VIPs until the new leader has announced them, so that
+// connections in flight meet an owner all along; the dataplane stops only after that.
+func handOver(node *cluster.Node, dp *dataplane, leave bool, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), handoffTimeout)
 	defer cancel()
+	leader := node.Status().Role == cluster.Leader
+	op, transfer := "transfer", func(ctx context.Context) error { return node.TransferLeadership(ctx, "") }
 	if leave {
-		if err := node.Leave(ctx); err != nil {
-			log.Warn("leave failed", "op", "leave", "err", err)
-		}
+		op, transfer = "leave", node.Leave
+	} else if !leader {
 		return
 	}
-	if node.Status().Role != cluster.Leader {
-		return
+	var err error
+	if leader {
+		err = dp.handOver(ctx, transfer)
+	} else {
+		err = transfer(ctx)
 	}
-	if err := node.TransferLeadership(ctx, ""); err != nil {
-		log.Warn("leadership transfer failed; the pool will elect a new leader", "op", "transfer", "err", err)
+	switch {
+	case err == nil:
+	case errors.Is(err, director.ErrHandoverUnfinished):
+		log.Warn("stopping before the new leader announced every VIP; releasing them now", "op", "handover", "err", err)
+	case leave:
+		log.Warn("leave failed", "op", op, "err", err)
+	default:
+		log.Warn("leadership transfer failed; the pool will elect a new leader", "op", op, "err", err)
 	}
 }

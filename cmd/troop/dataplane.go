@@ -102,6 +102,16 @@ func (dp *dataplane) openIPVS(cfg *director.Config, deps *director.Deps, ac conf
 	return nil
 }
 
+// handOver gives up leadership through transfer; the director keeps the VIPs until the new
+// leader has announced them (director.HandOver). Without a dataplane (dp nil) it only calls
+// transfer.
+func (dp *dataplane) handOver(ctx context.Context, transfer func(context.Context) error) error {
+	if dp == nil {
+		return transfer(ctx)
+	}
+	return dp.dir.HandOver(ctx, transfer)
+}
+
 // run runs the announcer and the director until ctx ends.
 func (dp *dataplane) run(ctx context.Context) {
 	var wg sync.WaitGroup

@@ -19,15 +19,16 @@ import (
 // Event is one thing a fake was asked to do.
 type Event struct {
 	At    time.Time
-	Op    string // "add", "remove", "announce", "stop"
+	Op    string // "add", "remove", "announce", "yield", "stop"
 	Iface string // "" for stop
-	// Addr is the prefix (add, remove) or the address (announce, stop).
+	// Addr is the prefix (add, remove) or the address (announce, yield, stop).
 	Addr string
 	Err  error // the error returned, if any
 }
 
 // String renders the event as "add 192.0.2.10/32 to eth0", "remove 192.0.2.10/32 from eth0",
-// "announce 192.0.2.10 on eth0", "stop 192.0.2.10", followed by ": <error>" if it failed.
+// "announce 192.0.2.10 on eth0", "yield 192.0.2.10 on eth0", "stop 192.0.2.10", followed by
+// ": <error>" if it failed.
 func (e Event) String() string {
 	var s string
 	switch e.Op {
@@ -35,8 +36,8 @@ func (e Event) String() string {
 		s = "add " + e.Addr + " to " + e.Iface
 	case "remove":
 		s = "remove " + e.Addr + " from " + e.Iface
-	case "announce":
-		s = "announce " + e.Addr + " on " + e.Iface
+	case "announce", "yield":
+		s = e.Op + " " + e.Addr + " on " + e.Iface
 	default:
 		s = strings.TrimSpace(e.Op + " " + e.Addr)
 	}
@@ -47,7 +48,7 @@ func (e Event) String() string {
 }
 
 // Journal is the ordered record of what fakes were asked to do (changes only: add, remove,
-// announce, stop). It is safe for concurrent use.
+// announce, yield, stop). It is safe for concurrent use.
 type Journal struct {
 	now func() time.Time
 
@@ -117,13 +118,15 @@ func (j *Journal) Wait(ctx context.Context, cond func([]Event) bool) error {
 }
 
 // Announcer fakes the director's VIPAnnouncer: it records announcements instead of sending
-// them. It is safe for concurrent use.
+// them. Like the real one it hands a yielded VIP over when another host claims it, which a
+// test plays with Claim. It is safe for concurrent use.
 type Announcer struct {
 	journal *Journal
 	addrs   *Addresses
 
 	mu        sync.Mutex // guards all following fields
 	active    map[netip.Addr]string
+	yielded   map[netip.Addr]*yield
 	counts    map[netip.Addr]int
 	announced []Announcement
 	mistakes  []string
@@ -143,20 +146,28 @@ func NewAnnouncer(j *Journal, addrs *Addresses) *Announcer {
 	if j == nil {
 		j = NewJournal(nil)
 	}
-	return &Announcer{journal: j, addrs: addrs, active: map[netip.Addr]string{}, counts: map[netip.Addr]int{}}
+	return &Announcer{journal: j, addrs: addrs, active: map[netip.Addr]string{}, yielded: map[netip.Addr]*yield{}, counts: map[netip.Addr]int{}}
+}
+
+// yield is a VIP handed over (Yield) whose new owner has not claimed it yet.
+type yield struct {
+	iface   string
+	claimed chan struct{}
 }
 
 // Journal returns the journal the fake records into.
 func (a *Announcer) Journal() *Journal { return a.journal }
 
-// Announce records an announcement of vip on iface; vip stays active until Stop. Announcing
-// an active VIP again counts again (the real one starts a new burst).
+// Announce records an announcement of vip on iface; vip stays active until Stop or Yield.
+// Announcing an active VIP again counts again (the real one starts a new burst); announcing a
+// yielded one ends its yield.
 func (a *Announcer) Announce(iface string, vip netip.Addr) {
 	vip = vip.Unmap()
 	held := a.addrs == nil || a.addrs.holds(iface, vip)
 	a.journal.record(Event{Op: "announce", Iface: iface, Addr: vip.String()})
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	delete(a.yielded, vip)
 	a.active[vip] = iface
 	a.counts[vip]++
 	a.announced = append(a.announced, Announcement{At: a.journal.now(), Iface: iface, VIP: vip})
@@ -165,13 +176,64 @@ func (a *Announcer) Announce(iface string, vip netip.Addr) {
 	}
 }
 
-// Stop records the end of vip's announcements; a VIP not active is no error.
+// Yield records the handover of vip on iface: it is no longer active, and the returned channel
+// is closed when Claim(vip) plays another host claiming it. The yield ends with Stop, Announce
+// or the claim; yielding a VIP already yielded on iface returns the same channel. With addrs
+// set, yielding a VIP that is not on its interface is a mistake: the director hands over only
+// what it holds.
+func (a *Announcer) Yield(iface string, vip netip.Addr) <-chan struct{} {
+	vip = vip.Unmap()
+	held := a.addrs == nil || a.addrs.holds(iface, vip)
+	a.journal.record(Event{Op: "yield", Iface: iface, Addr: vip.String()})
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.active, vip)
+	if !held {
+		a.mistakes = append(a.mistakes, fmt.Sprintf("yield %s on %s: the address is not on the interface", vip, iface))
+	}
+	y := a.yielded[vip]
+	if y == nil || y.iface != iface {
+		y = &yield{iface: iface, claimed: make(chan struct{})}
+		a.yielded[vip] = y
+	}
+	return y.claimed
+}
+
+// Claim plays another host announcing vip, as the real announcer's duplicate watch sees it: a
+// yielded VIP's channel is closed and its yield ends. It reports whether vip was yielded. (A
+// claim on an active VIP would make the real announcer re-announce; the fake records nothing.)
+func (a *Announcer) Claim(vip netip.Addr) bool {
+	vip = vip.Unmap()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	y, ok := a.yielded[vip]
+	if !ok {
+		return false
+	}
+	delete(a.yielded, vip)
+	close(y.claimed)
+	return true
+}
+
+// Stop records the end of vip's announcements or yield; a VIP neither is no error.
 func (a *Announcer) Stop(vip netip.Addr) {
 	vip = vip.Unmap()
 	a.journal.record(Event{Op: "stop", Addr: vip.String()})
 	a.mu.Lock()
 	delete(a.active, vip)
+	delete(a.yielded, vip)
 	a.mu.Unlock()
+}
+
+// Yielded returns the VIPs yielded and not yet claimed, and their interfaces.
+func (a *Announcer) Yielded() map[netip.Addr]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[netip.Addr]string, len(a.yielded))
+	for k, y := range a.yielded {
+		out[k] = y.iface
+	}
+	return out
 }
 
 // Active returns the VIPs being announced and their interfaces.
@@ -206,8 +268,8 @@ func (a *Announcer) Mistakes() []string {
 	return append([]string(nil), a.mistakes...)
 }
 
-// String renders the active announcements, one per line in address order:
-// "192.0.2.10 on eth0 (announced 2 times)".
+// String renders the active announcements and the yields, one per line in address order:
+// "192.0.2.10 on eth0 (announced 2 times)", "192.0.2.11 on eth0 (yielded)".
 func (a *Announcer) String() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -215,9 +277,16 @@ func (a *Announcer) String() string {
 	for v := range a.active {
 		vips = append(vips, v)
 	}
+	for v := range a.yielded {
+		vips = append(vips, v)
+	}
 	sortAddrs(vips)
 	var b strings.Builder
 	for _, v := range vips {
+		if y, ok := a.yielded[v]; ok {
+			fmt.Fprintf(&b, "%s on %s (yielded)\n", v, y.iface)
+			continue
+		}
 		fmt.Fprintf(&b, "%s on %s (announced %d times)\n", v, a.active[v], a.counts[v])
 	}
 	return b.String()

@@ -1,0 +1,205 @@
+package director_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/troop-lb/troop/cluster"
+	"github.com/troop-lb/troop/director"
+)
+
+// handOverAsync runs r.d.HandOver with a transfer that makes the pool depose this director,
+// as a successful Raft leadership transfer does, and returns HandOver's result.
+func (r *ownerRig) handOverAsync(term uint64) <-chan error {
+	res := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		res <- r.d.HandOver(ctx, func(context.Context) error {
+			r.pool.set(cluster.Leadership{IsLeader: false, Term: term, LeaderID: "b"})
+			return nil
+		})
+	}()
+	return res
+}
+
+// leading starts the rig as the leader holding both VIPs.
+func (r *ownerRig) leading() {
+	r.t.Helper()
+	r.seedTable()
+	r.pool.set(cluster.Leadership{IsLeader: true, Term: 2, LeaderID: "a"})
+	r.start()
+	eventually(r.t, "leader holds both VIPs", func() bool { return len(r.holds()) == 2 })
+	eventually(r.t, "both announced", func() bool { return len(r.ann.Active()) == 2 })
+}
+
+func (r *ownerRig) syncRole() string {
+	ds, _ := r.ipvs.SyncDaemons().Daemons()
+	var out []string
+	for _, d := range ds {
+		out = append(out, map[director.SyncState]string{director.SyncMaster: "master", director.SyncBackup: "backup"}[d.State])
+	}
+	return strings.Join(out, ",")
+}
+
+func pending(t *testing.T, res <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-res:
+		t.Fatalf("HandOver returned (%v) %s", err, what)
+	default:
+	}
+}
+
+func result(t *testing.T, res <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-res:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatal("HandOver did not return")
+		return nil
+	}
+}
+
+func TestHandOverKeepsVIPsUntilTheNewLeaderAnnouncesThem(t *testing.T) {
+	r := newOwnerRigWith(t, true, func(c *director.Config) { c.HandoverHold = time.Minute })
+	r.leading()
+
+	res := r.handOverAsync(3)
+	eventually(t, "both VIPs yielded", func() bool { return len(r.ann.Yielded()) == 2 })
+	// Leadership is gone, the announcements have stopped, but the VIPs stay, and so does the
+	// master sync daemon: this director still forwards what clients send it.
+	time.Sleep(100 * time.Millisecond) // several reconcile intervals
+	if got := strings.Join(r.holds(), ","); got != "192.0.2.10/32,2001:db8::10/128" {
+		t.Fatalf("VIPs held during the handover: %q, want both", got)
+	}
+	if a := r.ann.Active(); len(a) != 0 {
+		t.Errorf("still announcing %v during the handover", a)
+	}
+	if st := r.d.Status(); st.Leader || len(st.VIPs) != 2 {
+		t.Errorf("status during the handover: %+v", st)
+	}
+	if got := r.syncRole(); got != "master" {
+		t.Errorf("sync daemons during the handover: %s, want master", got)
+	}
+	pending(t, res, "before the new leader announced anything")
+
+	// The new leader announces one VIP: that one goes at once, the other stays.
+	if !r.ann.Claim(vip4) {
+		t.Fatal("192.0.2.10 was not yielded")
+	}
+	eventually(t, "claimed VIP released", func() bool { return strings.Join(r.holds(), ",") == "2001:db8::10/128" })
+	pending(t, res, "with a VIP not yet announced by the new leader")
+
+	r.ann.Claim(vip6)
+	if err := result(t, res); err != nil {
+		t.Fatalf("HandOver: %v", err)
+	}
+	if h := r.holds(); len(h) != 0 {
+		t.Errorf("VIPs left after the handover: %v", h)
+	}
+	if got := r.syncRole(); got != "backup" {
+		t.Errorf("sync daemons after the handover: %s, want backup", got)
+	}
+	lines := r.ann.Journal().Lines()
+	for _, vip := range []string{"192.0.2.10", "2001:db8::10"} {
+		// (The director's start removes leftovers first: look after the yield.)
+		yield := slices.Index(lines, "yield "+vip+" on eth0")
+		after := lines[max(yield, 0):]
+		stop := slices.Index(after, "stop "+vip)
+		remove := slices.IndexFunc(after, func(l string) bool { return strings.HasPrefix(l, "remove "+vip+"/") })
+		if yield < 0 || stop < 0 || remove < stop {
+			t.Errorf("%s: want yield, stop, remove in that order:\n%s", vip, strings.Join(lines, "\n"))
+		}
+	}
+	if m := r.ann.Mistakes(); len(m) != 0 {
+		t.Errorf("mistakes: %v", m)
+	}
+}
+
+func TestLossWithoutHandOverReleasesAtOnce(t *testing.T) {
+	r := newOwnerRigWith(t, false, func(c *director.Config) { c.HandoverHold = time.Minute })
+	r.leading()
+
+	// A transfer that fails calls the handover off ...
+	failed := errors.New("no voter to transfer to")
+	if err := r.d.HandOver(context.Background(), func(context.Context) error { return failed }); !errors.Is(err, failed) {
+		t.Fatalf("HandOver = %v, want the transfer's error", err)
+	}
+	// ... so a later loss (a partition, say) drops the VIPs first, as any loss does.
+	r.pool.set(cluster.Leadership{IsLeader: false, Term: 3, LeaderID: "b"})
+	eventually(t, "VIPs released", func() bool { return len(r.holds()) == 0 })
+	for _, l := range r.ann.Journal().Lines() {
+		if strings.HasPrefix(l, "yield ") {
+			t.Errorf("a loss without a handover yielded: %s", l)
+		}
+	}
+}
+
+func TestHandOverHoldExpires(t *testing.T) {
+	const hold = 200 * time.Millisecond
+	r := newOwnerRigWith(t, true, func(c *director.Config) { c.HandoverHold = hold })
+	r.leading()
+
+	start := time.Now()
+	res := r.handOverAsync(3)
+	eventually(t, "both VIPs yielded", func() bool { return len(r.ann.Yielded()) == 2 })
+	// The new leader never announces: the VIPs go when the hold runs out, not before.
+	if err := result(t, res); err != nil {
+		t.Fatalf("HandOver: %v", err)
+	}
+	if took := time.Since(start); took < hold {
+		t.Errorf("handover over after %s, before the %s hold", took, hold)
+	}
+	if h := r.holds(); len(h) != 0 {
+		t.Errorf("VIPs left after the hold expired: %v", h)
+	}
+	if y := r.ann.Yielded(); len(y) != 0 {
+		t.Errorf("still yielding %v", y)
+	}
+	if got := r.syncRole(); got != "backup" {
+		t.Errorf("sync daemons after the hold: %s, want backup", got)
+	}
+}
+
+func TestHandOverEndsWithRun(t *testing.T) {
+	r := newOwnerRigWith(t, false, func(c *director.Config) { c.HandoverHold = time.Minute })
+	r.leading()
+	res := r.handOverAsync(3)
+	eventually(t, "both VIPs yielded", func() bool { return len(r.ann.Yielded()) == 2 })
+	r.stop() // the agent's dataplane stops: the VIPs go at once, hold or not
+	if h := r.holds(); len(h) != 0 {
+		t.Errorf("VIPs left after Run returned: %v", h)
+	}
+	if err := result(t, res); err != nil {
+		t.Fatalf("HandOver: %v", err)
+	}
+}
+
+func TestHandOverEndsWhenLeadingAgain(t *testing.T) {
+	r := newOwnerRigWith(t, false, func(c *director.Config) { c.HandoverHold = time.Minute })
+	r.leading()
+	res := r.handOverAsync(3)
+	eventually(t, "both VIPs yielded", func() bool { return len(r.ann.Yielded()) == 2 })
+	r.ann.Claim(vip6)
+	eventually(t, "claimed VIP released", func() bool { return len(r.holds()) == 1 })
+
+	// Elected again before the other VIP was announced: the hold ends, and the takeover puts
+	// back and announces both.
+	r.pool.set(cluster.Leadership{IsLeader: true, Term: 4, LeaderID: "a"})
+	if err := result(t, res); err != nil {
+		t.Fatalf("HandOver: %v", err)
+	}
+	eventually(t, "both VIPs held and announced", func() bool { return len(r.holds()) == 2 && len(r.ann.Active()) == 2 })
+	if y := r.ann.Yielded(); len(y) != 0 {
+		t.Errorf("still yielding %v", y)
+	}
+	// The next loss, with no handover asked for, drops them at once.
+	r.pool.set(cluster.Leadership{IsLeader: false, Term: 5, LeaderID: "b"})
+	eventually(t, "VIPs released", func() bool { return len(r.holds()) == 0 })
+}
