@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -61,6 +62,9 @@ func runVM(ctx context.Context, troop string, keep bool, cache string, out io.Wr
 	console := &consoleFilter{w: out}
 	exit, err := assets.Run(ctx, job, work, console)
 	console.Flush()
+	if errors.Is(err, context.Canceled) {
+		return errors.New("interrupted: qemu was stopped, and the pool with it")
+	}
 	if err != nil {
 		return err
 	}
