@@ -175,24 +175,6 @@ func (p *lvsPool) waitServedBy(url string, want []string, timeout time.Duration)
 	p.t.Fatalf("%s: answered by %v within %s, want %v (last error: %v)", url, seen, timeout, want, lastErr)
 }
 
-// ipvsDests parses `ipvsadm -Ln` into the destinations of service vip:port (TCP), address:port
-// → weight.
-func ipvsDests(out, vipPort string) map[string]int {
-	dests := map[string]int{}
-	in := false
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) >= 2 && (f[0] == "TCP" || f[0] == "UDP" || f[0] == "FWM"):
-			in = f[0] == "TCP" && f[1] == vipPort
-		case in && len(f) >= 4 && f[0] == "->" && f[1] != "RemoteAddress:Port":
-			w, _ := strconv.Atoi(f[3])
-			dests[f[1]] = w
-		}
-	}
-	return dests
-}
-
 // waitIPVS polls director's IPVS until cond holds on the destinations of vipPort, and returns
 // how long that took.
 func (p *lvsPool) waitIPVS(director, vipPort string, timeout time.Duration, what string, cond func(map[string]int) bool) time.Duration {
@@ -202,7 +184,7 @@ func (p *lvsPool) waitIPVS(director, vipPort string, timeout time.Duration, what
 	for time.Since(start) < timeout {
 		out, err := p.IPVS(p.ctx, director)
 		if err == nil {
-			if last = ipvsDests(out, vipPort); cond(last) {
+			if last = lvs.ParseDests(out, vipPort); cond(last) {
 				return time.Since(start)
 			}
 		}

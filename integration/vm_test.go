@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,10 +34,16 @@ func TestVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	guestTests := buildStatic(t, dir, "integration.test", "test", "-c", "-o", filepath.Join(dir, "integration.test"), ".")
+	guestTests := filepath.Join(dir, "integration.test")
+	if err := vm.GoStatic(ctx, "test", "-c", "-o", guestTests, "."); err != nil {
+		t.Fatal(err)
+	}
 	troop := os.Getenv("TROOP_BIN")
 	if troop == "" {
-		troop = buildStatic(t, dir, "troop", "build", "-o", filepath.Join(dir, "troop"), "../cmd/troop")
+		troop = filepath.Join(dir, "troop")
+		if err := vm.GoStatic(ctx, "build", "-o", troop, "../cmd/troop"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	pattern := os.Getenv("TROOP_VM_RUN")
 	if pattern == "" {
@@ -75,18 +80,6 @@ func TestVM(t *testing.T) {
 	if err != nil || exit != 0 || len(results) == 0 {
 		t.Fatalf("guest run: exit %d, %v, %d tests; console tail:\n%s", exit, err, len(results), tail(string(console), 40))
 	}
-}
-
-// buildStatic runs `go <args>` with cgo off (the guest has no C library) and returns the file
-// it built.
-func buildStatic(t *testing.T, dir, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("go", args...)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return filepath.Join(dir, name)
 }
 
 // testWriter sends each write to t.Log.

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -85,15 +84,10 @@ func staticSelf(ctx context.Context, dir string) (string, error) {
 	return buildStatic(ctx, dir, "troop-lab", labPkg)
 }
 
-// buildStatic builds pkg with cgo off (the guest has no C library) into dir/name.
+// buildStatic builds pkg for the guest into dir/name.
 func buildStatic(ctx context.Context, dir, name, pkg string) (string, error) {
 	bin := filepath.Join(dir, name)
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
-	}
-	return bin, nil
+	return bin, vm.GoStatic(ctx, "build", "-o", bin, pkg)
 }
 
 // checkStatic fails unless path is an ELF executable without a program interpreter, so one that

@@ -236,3 +236,14 @@ func run(ctx context.Context, dir string, out io.Writer, name string, args ...st
 	}
 	return nil
 }
+
+// GoStatic runs `go args...` (a build, or `test -c`) with cgo off, so that what it builds runs in
+// the guest, which has no C library.
+func GoStatic(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
