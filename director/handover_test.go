@@ -3,6 +3,7 @@ package director_test
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/troop-lb/troop/cluster"
 	"github.com/troop-lb/troop/director"
+	"github.com/troop-lb/troop/director/netfake"
 )
 
 // handOverAsync runs r.d.HandOver with a transfer that makes the pool depose this director,
@@ -25,6 +27,18 @@ func (r *ownerRig) handOverAsync(term uint64) <-chan error {
 		})
 	}()
 	return res
+}
+
+// handingOver starts a leader holding both VIPs (with IPVS if asked) whose director keeps a VIP
+// the new leader has not announced for hold, asks it to hand over, and returns once it has
+// yielded both VIPs, with HandOver's result to come.
+func handingOver(t *testing.T, withIPVS bool, hold time.Duration) (*ownerRig, <-chan error) {
+	t.Helper()
+	r := newOwnerRigWith(t, withIPVS, func(c *director.Config) { c.HandoverHold = hold })
+	r.leading()
+	res := r.handOverAsync(3)
+	eventually(t, "both VIPs yielded", func() bool { return len(r.ann.Yielded()) == 2 })
+	return r, res
 }
 
 // leading starts the rig as the leader holding both VIPs.
@@ -67,11 +81,7 @@ func result(t *testing.T, res <-chan error) error {
 }
 
 func TestHandOverKeepsVIPsUntilTheNewLeaderAnnouncesThem(t *testing.T) {
-	r := newOwnerRigWith(t, true, func(c *director.Config) { c.HandoverHold = time.Minute })
-	r.leading()
-
-	res := r.handOverAsync(3)
-	eventually(t, "both VIPs yielded", func() bool { return len(r.ann.Yielded()) == 2 })
+	r, res := handingOver(t, true, time.Minute)
 	// Leadership is gone, the announcements have stopped, but the VIPs stay, and so does the
 	// master sync daemon: this director still forwards what clients send it.
 	time.Sleep(100 * time.Millisecond) // several reconcile intervals
@@ -143,12 +153,8 @@ func TestLossWithoutHandOverReleasesAtOnce(t *testing.T) {
 
 func TestHandOverHoldExpires(t *testing.T) {
 	const hold = 200 * time.Millisecond
-	r := newOwnerRigWith(t, true, func(c *director.Config) { c.HandoverHold = hold })
-	r.leading()
-
 	start := time.Now()
-	res := r.handOverAsync(3)
-	eventually(t, "both VIPs yielded", func() bool { return len(r.ann.Yielded()) == 2 })
+	r, res := handingOver(t, true, hold)
 	// The new leader never announces: the VIPs go when the hold runs out, not before.
 	if err := result(t, res); err != nil {
 		t.Fatalf("HandOver: %v", err)
@@ -168,10 +174,7 @@ func TestHandOverHoldExpires(t *testing.T) {
 }
 
 func TestHandOverEndsWithRun(t *testing.T) {
-	r := newOwnerRigWith(t, false, func(c *director.Config) { c.HandoverHold = time.Minute })
-	r.leading()
-	res := r.handOverAsync(3)
-	eventually(t, "both VIPs yielded", func() bool { return len(r.ann.Yielded()) == 2 })
+	r, res := handingOver(t, false, time.Minute)
 	r.stop() // the agent's dataplane stops: the VIPs go at once, hold or not
 	if h := r.holds(); len(h) != 0 {
 		t.Errorf("VIPs left after Run returned: %v", h)
@@ -182,10 +185,7 @@ func TestHandOverEndsWithRun(t *testing.T) {
 }
 
 func TestHandOverEndsWhenLeadingAgain(t *testing.T) {
-	r := newOwnerRigWith(t, false, func(c *director.Config) { c.HandoverHold = time.Minute })
-	r.leading()
-	res := r.handOverAsync(3)
-	eventually(t, "both VIPs yielded", func() bool { return len(r.ann.Yielded()) == 2 })
+	r, res := handingOver(t, false, time.Minute)
 	r.ann.Claim(vip6)
 	eventually(t, "claimed VIP released", func() bool { return len(r.holds()) == 1 })
 
@@ -202,4 +202,45 @@ func TestHandOverEndsWhenLeadingAgain(t *testing.T) {
 	// The next loss, with no handover asked for, drops them at once.
 	r.pool.set(cluster.Leadership{IsLeader: false, Term: 5, LeaderID: "b"})
 	eventually(t, "VIPs released", func() bool { return len(r.holds()) == 0 })
+}
+
+func TestFakeAnnouncerYield(t *testing.T) {
+	addrs := netfake.NewAddresses(nil)
+	addrs.AddInterface("eth0", annMAC(1))
+	if err := addrs.Add("eth0", netip.MustParsePrefix("192.0.2.10/32"), ""); err != nil {
+		t.Fatal(err)
+	}
+	ann := netfake.NewAnnouncer(addrs.Journal(), addrs)
+	ann.Announce("eth0", vip4)
+	claimed := ann.Yield("eth0", vip4)
+	if again := ann.Yield("eth0", vip4); again != claimed {
+		t.Error("yielding again returned another channel")
+	}
+	ann.Yield("eth0", vip6) // not held: a mistake
+	annDiffText(t, "state", ann.String(), "192.0.2.10 on eth0 (yielded)\n2001:db8::10 on eth0 (yielded)\n")
+	if !ann.Claim(vip4) {
+		t.Fatal("Claim of a yielded VIP reported none")
+	}
+	select {
+	case <-claimed:
+	default:
+		t.Fatal("Claim did not close the yield channel")
+	}
+	if ann.Claim(vip4) {
+		t.Error("a second Claim found the yield still there")
+	}
+	ann.Stop(vip6)
+	if y := ann.Yielded(); len(y) != 0 {
+		t.Errorf("yields left after the claim and Stop: %v", y)
+	}
+	if m := ann.Mistakes(); len(m) != 1 || !strings.HasPrefix(m[0], "yield 2001:db8::10 on eth0:") {
+		t.Errorf("mistakes = %q", m)
+	}
+	annDiffText(t, "journal", addrs.Journal().String(), `add 192.0.2.10/32 to eth0
+announce 192.0.2.10 on eth0
+yield 192.0.2.10 on eth0
+yield 192.0.2.10 on eth0
+yield 2001:db8::10 on eth0
+stop 2001:db8::10
+`)
 }

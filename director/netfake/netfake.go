@@ -162,18 +162,25 @@ func (a *Announcer) Journal() *Journal { return a.journal }
 // Announcing an active VIP again counts again (the real one starts a new burst); announcing a
 // yielded one ends its yield.
 func (a *Announcer) Announce(iface string, vip netip.Addr) {
-	vip = vip.Unmap()
-	held := a.addrs == nil || a.addrs.holds(iface, vip)
-	a.journal.record(Event{Op: "announce", Iface: iface, Addr: vip.String()})
-	a.mu.Lock()
+	vip = a.lockFor("announce", iface, vip)
 	defer a.mu.Unlock()
 	delete(a.yielded, vip)
 	a.active[vip] = iface
 	a.counts[vip]++
 	a.announced = append(a.announced, Announcement{At: a.journal.now(), Iface: iface, VIP: vip})
+}
+
+// lockFor journals op (announce or yield) of vip on iface, locks a.mu and, with addrs, notes
+// a mistake when vip is not on iface. It returns vip unmapped.
+func (a *Announcer) lockFor(op, iface string, vip netip.Addr) netip.Addr {
+	vip = vip.Unmap()
+	held := a.addrs == nil || a.addrs.holds(iface, vip)
+	a.journal.record(Event{Op: op, Iface: iface, Addr: vip.String()})
+	a.mu.Lock()
 	if !held {
-		a.mistakes = append(a.mistakes, fmt.Sprintf("announce %s on %s: the address is not on the interface", vip, iface))
+		a.mistakes = append(a.mistakes, fmt.Sprintf("%s %s on %s: the address is not on the interface", op, vip, iface))
 	}
+	return vip
 }
 
 // Yield records the handover of vip on iface: it is no longer active, and the returned channel
@@ -182,15 +189,9 @@ func (a *Announcer) Announce(iface string, vip netip.Addr) {
 // set, yielding a VIP that is not on its interface is a mistake: the director hands over only
 // what it holds.
 func (a *Announcer) Yield(iface string, vip netip.Addr) <-chan struct{} {
-	vip = vip.Unmap()
-	held := a.addrs == nil || a.addrs.holds(iface, vip)
-	a.journal.record(Event{Op: "yield", Iface: iface, Addr: vip.String()})
-	a.mu.Lock()
+	vip = a.lockFor("yield", iface, vip)
 	defer a.mu.Unlock()
 	delete(a.active, vip)
-	if !held {
-		a.mistakes = append(a.mistakes, fmt.Sprintf("yield %s on %s: the address is not on the interface", vip, iface))
-	}
 	y := a.yielded[vip]
 	if y == nil || y.iface != iface {
 		y = &yield{iface: iface, claimed: make(chan struct{})}
