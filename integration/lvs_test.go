@@ -286,6 +286,8 @@ type failover struct {
 // cleanly, and brings the old leader back as a follower.
 func (p *lvsPool) loseLeader(crash bool) failover {
 	p.t.Helper()
+	// Ask again: a slow guest may have changed leaders since the last failover settled.
+	p.leader = p.waitLeader()
 	old := p.leader
 	oldMAC := p.mac(old)
 	watch, err := p.WatchAddr(p.ctx, lvs.VIP, 10*time.Millisecond)
@@ -297,6 +299,9 @@ func (p *lvsPool) loseLeader(crash bool) failover {
 	load := p.StartLoad(p.ctx, webURL, 20*time.Millisecond, 3*time.Second)
 	defer load.Stop()
 	time.Sleep(500 * time.Millisecond)
+	p.waitFor(3*time.Second, "the leader "+old+" answers the client's pings", func() bool {
+		return slices.ContainsFunc(watch.Replies(), func(r lvs.Reply) bool { return r.MAC == oldMAC })
+	})
 	if crash {
 		if err := p.CutLink(p.ctx, old); err != nil {
 			p.t.Fatal(err)
@@ -465,8 +470,32 @@ func TestLVSLeaderCrash(t *testing.T) {
 	}
 }
 
+// checkGraceful holds a graceful failover to what make-before-break guarantees: nothing is
+// dropped (no request needed a retransmitted SYN, so none took a second), and at most the one
+// connection whose handshake straddled the switch was reset. That one is the known gap: the new
+// leader's IPVS learns a connection only through the kernel's sync daemon, which sends a part-full
+// buffer up to 2 s late, so a connection opened on the old leader a moment before clients follow
+// the new leader's announcement is unknown there and its next packet is answered with a reset.
+// The client here makes one request at a time, so at most one connection can straddle.
+func checkGraceful(t *testing.T, f failover) {
+	t.Helper()
+	if f.slowest >= time.Second {
+		t.Errorf("a request took %s during a graceful stop: a packet was dropped in the switch", f.slowest)
+	}
+	resets := 0
+	for _, s := range f.failed {
+		if strings.Contains(s.Err.Error(), "connection reset by peer") {
+			resets++
+		}
+	}
+	if resets != len(f.failed) || resets > 1 {
+		t.Errorf("%d of %d requests failed during a graceful stop (%d resets; at most one straddling reset is the known gap):\n%s",
+			len(f.failed), f.requests, resets, describeSamples(f.failed))
+	}
+}
+
 // Scenario 3: the leader is stopped gracefully (SIGTERM): it hands leadership over first and
-// not one request fails.
+// keeps forwarding until the new leader has announced the VIP, so nothing is dropped.
 func TestLVSGracefulStop(t *testing.T) {
 	for _, timing := range failoverProfiles {
 		t.Run(strings.Fields(timing.Name)[0], func(t *testing.T) {
@@ -474,9 +503,7 @@ func TestLVSGracefulStop(t *testing.T) {
 			var fs []failover
 			for range failoverRuns() {
 				f := p.loseLeader(false)
-				if len(f.failed) > 0 {
-					t.Errorf("%d of %d requests failed during a graceful stop:\n%s", len(f.failed), f.requests, describeSamples(f.failed))
-				}
+				checkGraceful(t, f)
 				fs = append(fs, f)
 			}
 			reportFailovers(t, "graceful", timing, fs)
