@@ -15,7 +15,7 @@ import (
 // the connection's entry.
 func TestLVSConnectionSurvivesCrash(t *testing.T) {
 	const port = 7000
-	table := webTable("") + service("echo", port, "dr", tcpCheck,
+	table := lvs.WebService("") + lvs.Service("echo", port, "dr", lvs.TCPCheck,
 		fmt.Sprintf("%s:%d", lvs.RealAddr(1), port), fmt.Sprintf("%s:%d", lvs.RealAddr(2), port))
 	p := newLVSPool(t, lvs.Config{}, table)
 	for _, r := range p.Reals() {
@@ -89,8 +89,7 @@ func TestLVSConnectionSurvivesCrash(t *testing.T) {
 
 // Scenario 5: every real server down brings in the fallback server; one recovering takes it out.
 func TestLVSFallback(t *testing.T) {
-	fallback := fmt.Sprintf("  fallback {\n    address = %q\n    port = 80\n  }\n", lvs.FallbackAddr)
-	p := newLVSPool(t, lvs.Config{}, webTable(fallback))
+	p := newLVSPool(t, lvs.Config{}, lvs.WebService(lvs.FallbackBlock))
 	vipPort := lvs.VIP + ":80"
 	sorry := lvs.FallbackAddr + ":80"
 	for _, r := range p.Reals() {
@@ -122,7 +121,7 @@ func TestLVSFallback(t *testing.T) {
 // back within the reconcile interval, on the leader and on a follower.
 func TestLVSDriftRepaired(t *testing.T) {
 	const interval = time.Second
-	p := newLVSPool(t, lvs.Config{ReconcileInterval: interval}, webTable(""))
+	p := newLVSPool(t, lvs.Config{ReconcileInterval: interval}, lvs.WebService(""))
 	vipPort := lvs.VIP + ":80"
 	r1 := lvs.RealAddr(1) + ":80"
 	follower := p.Directors()[0]
@@ -148,9 +147,9 @@ func TestLVSDriftRepaired(t *testing.T) {
 func TestLVSForwardingVariety(t *testing.T) {
 	const natPort, tunPort = 8080, 8081
 	natReal := lvs.RealAddr(3)
-	table := webTable("") +
-		service("nat", natPort, "nat", httpCheck, natReal+":80") +
-		service("tun", tunPort, "tun", httpCheck,
+	table := lvs.WebService("") +
+		lvs.Service("nat", natPort, "nat", lvs.HTTPCheck, natReal+":80") +
+		lvs.Service("tun", tunPort, "tun", lvs.HTTPCheck,
 			fmt.Sprintf("%s:%d", lvs.RealAddr(1), tunPort), fmt.Sprintf("%s:%d", lvs.RealAddr(2), tunPort))
 	p := newLVSPool(t, lvs.Config{Reals: 3}, table)
 	// NAT: replies return through the director, which forwards them (an LVS-NAT director needs

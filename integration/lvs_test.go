@@ -47,43 +47,6 @@ type lvsPool struct {
 
 const webURL = "http://" + lvs.VIP + "/index.html"
 
-// Health checks of the scenarios' services: quick, so that the scenarios are.
-const (
-	httpCheck = `  check "http" {
-    path     = "/index.html"
-    expect   = "Test Page"
-    interval = "500ms"
-    timeout  = "250ms"
-    rise     = 2
-    fall     = 2
-  }
-`
-	tcpCheck = `  check "tcp" {
-    interval = "500ms"
-    timeout  = "250ms"
-  }
-`
-)
-
-// service is a table service on the VIP: round robin, a real removed (not quiesced) when down.
-// extra is more of the block (a check, a fallback); reals are real labels (address[:port]).
-func service(name string, port int, forwarding, extra string, reals ...string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "service %q {\n  vip = %q\n  port = %d\n  protocol = \"tcp\"\n  scheduler = \"rr\"\n  forwarding = %q\n  quiescent = false\n%s",
-		name, lvs.VIP, port, forwarding, extra)
-	for _, r := range reals {
-		fmt.Fprintf(&b, "  real %q {}\n", r)
-	}
-	b.WriteString("}\n")
-	return b.String()
-}
-
-// webTable is the seed's service: the VIP on port 80, LVS-DR to r1 and r2, an HTTP check of
-// /index.html expecting "Test Page".
-func webTable(extra string) string {
-	return service("web", 80, "dr", httpCheck+extra, lvs.RealAddr(1), lvs.RealAddr(2))
-}
-
 // newLVSPool starts cfg's pool, prepares and starts the reals, applies table through a follower
 // and waits until the client is served by every real.
 func newLVSPool(t *testing.T, cfg lvs.Config, table string) *lvsPool {
@@ -122,7 +85,7 @@ func newLVSPool(t *testing.T, cfg lvs.Config, table string) *lvsPool {
 	if err := p.Apply(ctx, via, table); err != nil {
 		t.Fatal(err)
 	}
-	lp.waitServedBy(webURL, []string{"r1", "r2"}, 20*time.Second) // webTable's reals
+	lp.waitServedBy(webURL, []string{"r1", "r2"}, 20*time.Second) // WebService's reals
 	return lp
 }
 
@@ -219,7 +182,7 @@ func describeSamples(ss []lvs.Sample) string {
 
 // Seed scenario 1: a real server goes down under continuous client requests and comes back.
 func TestLVSRealServerDownAndBack(t *testing.T) {
-	p := newLVSPool(t, lvs.Config{}, webTable(""))
+	p := newLVSPool(t, lvs.Config{}, lvs.WebService(""))
 	vipPort := lvs.VIP + ":80"
 	r1 := lvs.RealAddr(1) + ":80"
 	for _, d := range p.Directors() { // hot standby: every director has the table
@@ -449,25 +412,32 @@ func reportFailovers(t *testing.T, kind string, timing lvs.Timing, fs []failover
 
 var failoverProfiles = []lvs.Timing{lvs.DefaultTiming, lvs.FastTiming}
 
+// measureFailovers runs failoverRuns() failovers of one kind for each Raft profile, each checked
+// by check, and reports their distribution.
+func measureFailovers(t *testing.T, kind string, crash bool, check func(*testing.T, failover)) {
+	for _, timing := range failoverProfiles {
+		t.Run(strings.Fields(timing.Name)[0], func(t *testing.T) {
+			p := newLVSPool(t, lvs.Config{Timing: timing}, lvs.WebService(""))
+			var fs []failover
+			for range failoverRuns() {
+				f := p.loseLeader(crash)
+				check(t, f)
+				fs = append(fs, f)
+			}
+			reportFailovers(t, kind, timing, fs)
+		})
+	}
+}
+
 // Seed scenario 2: the leader's host dies (agent SIGKILLed, link cut). The VIP moves, the
 // client's neighbour entry follows the announcement, traffic resumes; the old leader comes back
 // as a follower and never holds the VIP beside the new one.
 func TestLVSLeaderCrash(t *testing.T) {
-	for _, timing := range failoverProfiles {
-		t.Run(strings.Fields(timing.Name)[0], func(t *testing.T) {
-			p := newLVSPool(t, lvs.Config{Timing: timing}, webTable(""))
-			var fs []failover
-			for range failoverRuns() {
-				fs = append(fs, p.loseLeader(true))
-			}
-			reportFailovers(t, "crash", timing, fs)
-			for _, f := range fs {
-				if f.outage > 5*time.Second {
-					t.Errorf("a crash failover took %s as the client saw it", f.outage)
-				}
-			}
-		})
-	}
+	measureFailovers(t, "crash", true, func(t *testing.T, f failover) {
+		if f.outage > 5*time.Second {
+			t.Errorf("a crash failover took %s as the client saw it", f.outage)
+		}
+	})
 }
 
 // checkGraceful holds a graceful failover to what make-before-break guarantees: nothing is
@@ -497,16 +467,5 @@ func checkGraceful(t *testing.T, f failover) {
 // Scenario 3: the leader is stopped gracefully (SIGTERM): it hands leadership over first and
 // keeps forwarding until the new leader has announced the VIP, so nothing is dropped.
 func TestLVSGracefulStop(t *testing.T) {
-	for _, timing := range failoverProfiles {
-		t.Run(strings.Fields(timing.Name)[0], func(t *testing.T) {
-			p := newLVSPool(t, lvs.Config{Timing: timing}, webTable(""))
-			var fs []failover
-			for range failoverRuns() {
-				f := p.loseLeader(false)
-				checkGraceful(t, f)
-				fs = append(fs, f)
-			}
-			reportFailovers(t, "graceful", timing, fs)
-		})
-	}
+	measureFailovers(t, "graceful", false, checkGraceful)
 }

@@ -32,36 +32,8 @@ var (
 	sorryDest = lvs.FallbackAddr + ":80"
 )
 
-// labTable is the seed's service (deploy/examples/seed-table.hcl) on the pool's addresses: the
-// VIP on port 80, round robin, LVS-DR, an HTTP check of /index.html expecting "Test Page" (every
-// 500 ms here, so the demo does not wait), failed reals removed, and the sorry server as the
-// fallback.
-var labTable = fmt.Sprintf(`service "web" {
-  vip        = %q
-  port       = 80
-  protocol   = "tcp"
-  scheduler  = "rr"
-  forwarding = "dr"
-  quiescent  = false
-
-  check "http" {
-    path     = "/index.html"
-    expect   = "Test Page"
-    interval = "500ms"
-    timeout  = "250ms"
-    rise     = 2
-    fall     = 2
-  }
-
-  fallback {
-    address = %q
-    port    = 80
-  }
-
-  real %q {}
-  real %q {}
-}
-`, lvs.VIP, lvs.FallbackAddr, lvs.RealAddr(1), lvs.RealAddr(2))
+// labTable is the seed's service with the sorry server as its fallback.
+var labTable = lvs.WebService(lvs.FallbackBlock)
 
 // lab is one walkthrough: the pool, where its output goes and what the report will say.
 type lab struct {

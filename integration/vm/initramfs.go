@@ -50,13 +50,12 @@ func (im *Image) AddDir(dst string) { im.emptyDirs = append(im.emptyDirs, dst) }
 // AddSymlink makes dst in the guest a symbolic link to target.
 func (im *Image) AddSymlink(dst, target string) { im.symlinks[dst] = target }
 
-// WriteTo writes the image as a gzip-compressed cpio archive (the "newc" format the kernel
+// Write writes the image as a gzip-compressed cpio archive (the "newc" format the kernel
 // unpacks into its root file system).
-func (im *Image) WriteTo(w io.Writer) (int64, error) {
-	cw := &countingWriter{w: w}
-	zw, err := gzip.NewWriterLevel(cw, gzip.BestSpeed)
+func (im *Image) Write(w io.Writer) error {
+	zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	a := &cpioWriter{w: zw}
 	for _, d := range im.dirs() {
@@ -70,19 +69,19 @@ func (im *Image) WriteTo(w io.Writer) (int64, error) {
 		data := f.data
 		if f.src != "" {
 			if data, err = os.ReadFile(f.src); err != nil {
-				return cw.n, fmt.Errorf("initramfs: %w", err)
+				return fmt.Errorf("initramfs: %w", err)
 			}
 		}
 		a.entry(p, 0o100000|uint32(f.mode), data)
 	}
 	a.entry("TRAILER!!!", 0, nil)
 	if a.err != nil {
-		return cw.n, fmt.Errorf("initramfs: %w", a.err)
+		return fmt.Errorf("initramfs: %w", a.err)
 	}
 	if err := zw.Close(); err != nil {
-		return cw.n, fmt.Errorf("initramfs: %w", err)
+		return fmt.Errorf("initramfs: %w", err)
 	}
-	return cw.n, nil
+	return nil
 }
 
 // dirs lists every parent directory of the image's entries, parents first.
@@ -151,15 +150,4 @@ func (c *cpioWriter) pad() {
 	if r := c.size % 4; r != 0 {
 		c.write(make([]byte, 4-r))
 	}
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
-	c.n += int64(n)
-	return n, err
 }

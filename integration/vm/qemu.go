@@ -112,7 +112,7 @@ func (a *Assets) Run(ctx context.Context, job Job, workDir string, console io.Wr
 	if err != nil {
 		return -1, err
 	}
-	_, err = im.WriteTo(f)
+	err = im.Write(f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
