@@ -41,6 +41,27 @@ func NewIPVS() (IPVS, error) {
 	return newIPVS(c, closer), nil
 }
 
+// ipvsSysctls are set on every director, as keepalived's documentation asks LVS operators to.
+// expire_nodest_conn: a connection whose real server was removed is expired at its next packet
+// instead of having its packets dropped until it times out, so a client that reuses the port is
+// scheduled afresh rather than left hanging. expire_quiescent_template: persistence templates
+// pointing at a real at weight 0 expire too, so a quiesced real takes no new clients.
+var ipvsSysctls = []struct{ name, value string }{
+	{"expire_nodest_conn", "1"},
+	{"expire_quiescent_template", "1"},
+}
+
+// TuneIPVS sets ipvsSysctls in the calling thread's network namespace (needs CAP_NET_ADMIN).
+func TuneIPVS() error {
+	var errs []error
+	for _, s := range ipvsSysctls {
+		if err := os.WriteFile("/proc/sys/net/ipv4/vs/"+s.name, []byte(s.value+"\n"), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("set net.ipv4.vs.%s = %s: %w", s.name, s.value, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // newIPVS wraps an opened client; tests pass their own ipvs.Client.
 func newIPVS(c ipvs.Client, closer io.Closer) *kernelIPVS {
 	return &kernelIPVS{c: c, closer: closer}

@@ -189,6 +189,17 @@ func TestLVSRealServerDownAndBack(t *testing.T) {
 		p.waitIPVS(d, vipPort, 5*time.Second, "table everywhere", func(m map[string]int) bool { return m[r1] == 1 && len(m) == 2 })
 	}
 
+	// A client port whose last connection went to r1: the client reuses it once r1 is gone.
+	reusedPort := 0
+	for port := 40000; port < 40020 && reusedPort == 0; port++ {
+		if s, err := p.GetFromPort(p.ctx, webURL, port, 2*time.Second); err == nil && s == "r1" {
+			reusedPort = port
+		}
+	}
+	if reusedPort == 0 {
+		t.Fatal("no request from ports 40000-40019 reached r1")
+	}
+
 	load := p.StartLoad(p.ctx, webURL, 20*time.Millisecond, 2*time.Second)
 	time.Sleep(time.Second)
 	down := time.Now()
@@ -200,6 +211,11 @@ func TestLVSRealServerDownAndBack(t *testing.T) {
 		p.waitIPVS(d, vipPort, 2*time.Second, "r1 removed everywhere", func(m map[string]int) bool { _, ok := m[r1]; return !ok })
 	}
 	settled := down.Add(detected)
+	// IPVS still has the port's last connection, to r1: a new connection from the same port must
+	// be scheduled afresh (LVS drops it, and the client times out, unless expire_nodest_conn).
+	if s, err := p.GetFromPort(p.ctx, webURL, reusedPort, 2*time.Second); err != nil || s != "r2" {
+		t.Errorf("a client reusing port %d (last connection to r1) after r1 left: %q, %v; want r2", reusedPort, s, err)
+	}
 	time.Sleep(2 * time.Second)
 	if err := p.Serve("r1", 80); err != nil {
 		t.Fatal(err)

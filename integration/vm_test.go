@@ -13,9 +13,9 @@ import (
 	"github.com/troop-lb/troop/integration/vm"
 )
 
-// The VM tier: this package's TestLVS* scenarios need a kernel with IPVS, which the host here
-// lacks, so TestVM boots Debian's stock kernel under qemu with the project's static binaries and
-// runs them there, one subtest per guest test. `make integration` sets TROOP_VM=1.
+// The VM tier: this package's TestLVS* scenarios and the director package's kernel contract
+// tests need a kernel with IPVS, which the host here lacks, so TestVM boots Debian's stock kernel
+// under qemu with the project's static binaries and runs them there, one subtest per guest test. `make integration` sets TROOP_VM=1.
 func TestVM(t *testing.T) {
 	if os.Getenv("TROOP_VM") == "" {
 		t.Skip("VM tier: `make integration` (part of `make test`) runs it; set TROOP_VM=1 to run it here")
@@ -35,8 +35,14 @@ func TestVM(t *testing.T) {
 	}
 	dir := t.TempDir()
 	guestTests := filepath.Join(dir, "integration.test")
-	if err := vm.GoStatic(ctx, "test", "-c", "-o", guestTests, "."); err != nil {
-		t.Fatal(err)
+	directorTests := filepath.Join(dir, "director.test")
+	for _, build := range [][]string{
+		{"test", "-c", "-o", guestTests, "."},
+		{"test", "-c", "-o", directorTests, "../director"},
+	} {
+		if err := vm.GoStatic(ctx, build...); err != nil {
+			t.Fatal(err)
+		}
 	}
 	troop := os.Getenv("TROOP_BIN")
 	if troop == "" {
@@ -45,14 +51,23 @@ func TestVM(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pattern := os.Getenv("TROOP_VM_RUN")
+	// By default: the director package's contract tests against the real kernel (IPVS and the
+	// sync daemons), then every scenario. TROOP_VM_RUN picks scenarios alone.
+	pattern, directorPattern := os.Getenv("TROOP_VM_RUN"), ""
 	if pattern == "" {
-		pattern = "^TestLVS"
+		pattern, directorPattern = "^TestLVS", "^Test(IPVS|SyncDaemons)Kernel$"
 	}
 	job := vm.Job{
-		Script: `exec /bin/integration.test -test.v -test.count 1 -test.timeout 12m -test.run "$TROOP_VM_RUN"` + "\n",
-		Files:  map[string]string{"/bin/troop": troop, "/bin/integration.test": guestTests},
-		Env:    []string{"TROOP_BIN=/bin/troop", "TROOP_REQUIRE_IPVS=1", "TROOP_VM_RUN=" + pattern},
+		Script: `status=0
+if [ -n "$TROOP_VM_DIRECTOR_RUN" ]; then
+	/bin/director.test -test.v -test.count 1 -test.timeout 2m -test.run "$TROOP_VM_DIRECTOR_RUN" || status=1
+fi
+/bin/integration.test -test.v -test.count 1 -test.timeout 12m -test.run "$TROOP_VM_RUN" || status=1
+exit $status
+`,
+		Files: map[string]string{"/bin/troop": troop, "/bin/integration.test": guestTests, "/bin/director.test": directorTests},
+		Env: []string{"TROOP_BIN=/bin/troop", "TROOP_REQUIRE_IPVS=1", "TROOP_VM_RUN=" + pattern,
+			"TROOP_VM_DIRECTOR_RUN=" + directorPattern},
 	}
 	consoleLog := filepath.Join(dir, "console.log")
 	f, err := os.Create(consoleLog)

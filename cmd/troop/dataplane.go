@@ -80,6 +80,9 @@ func (dp *dataplane) openIPVS(cfg *director.Config, deps *director.Deps, ac conf
 		return nil
 	}
 	dp.closers = append(dp.closers, k.Close)
+	if err := director.TuneIPVS(); err != nil {
+		log.Warn("IPVS settings not applied; connections to a removed real server linger until they time out", "op", "start", "err", err)
+	}
 	owned := director.NewOwnership()
 	if !dev {
 		if owned, err = director.LoadOwnership(filepath.Join(ac.DataDir, director.OwnershipFile)); err != nil {

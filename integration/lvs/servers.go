@@ -66,13 +66,34 @@ func (p *Pool) StopServing(node string, port int) error {
 // Get fetches url from the client host over a new connection and returns the server's name
 // (from its page).
 func (p *Pool) Get(ctx context.Context, url string, timeout time.Duration) (string, error) {
+	return p.get(ctx, p.http, url, timeout)
+}
+
+// GetFromPort is Get from a fixed client port, as a client reusing a port does.
+func (p *Pool) GetFromPort(ctx context.Context, url string, port int, timeout time.Duration) (string, error) {
+	client := p.nodes[ClientName].NS
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := client.Do(func() error {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{Port: port}}
+			var err error
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+	hc := &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
+	return p.get(ctx, hc, url, timeout)
+}
+
+func (p *Pool) get(ctx context.Context, hc *http.Client, url string, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
 	}
-	resp, err := p.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return "", err
 	}
