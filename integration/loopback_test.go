@@ -53,7 +53,7 @@ func startPool(t *testing.T) *pool {
 	for _, port := range []string{"9710", "9711", "9720", "9721", "9730", "9731"} {
 		l, err := net.Listen("tcp", "127.0.0.1:"+port)
 		if err != nil {
-			t.Fatalf("port %s is taken (is a `make lab` pool running?): %v", port, err)
+			t.Fatalf("port %s is taken (is a deploy/lab/loopback.sh pool running?): %v", port, err)
 		}
 		l.Close()
 	}

@@ -1,5 +1,5 @@
 # Director d2 of a three-director pool on 127.0.0.1, for trying Troop by hand and for tests.
-# Start all three (make lab does): troop agent -config deploy/examples/loopback/d2.hcl
+# Start all three (deploy/lab/loopback.sh does): troop agent -config deploy/examples/loopback/d2.hcl
 node_id   = "d2"
 data_dir  = "/tmp/troop-loopback/d2"
 log_level = "info"
