@@ -67,7 +67,7 @@ exit $status
 `,
 		Files: map[string]string{"/bin/troop": troop, "/bin/integration.test": guestTests, "/bin/director.test": directorTests},
 		Env: []string{"TROOP_BIN=/bin/troop", "TROOP_REQUIRE_IPVS=1", "TROOP_VM_RUN=" + pattern,
-			"TROOP_VM_DIRECTOR_RUN=" + directorPattern},
+			"TROOP_VM_DIRECTOR_RUN=" + directorPattern, "TROOP_FAILOVER_RUNS=" + os.Getenv("TROOP_FAILOVER_RUNS")},
 	}
 	consoleLog := filepath.Join(dir, "console.log")
 	f, err := os.Create(consoleLog)

@@ -15,7 +15,7 @@
 // Failover: the VM tier's leader-crash and graceful-stop scenarios (real IPVS in Debian's kernel
 // under qemu), -failover-runs failovers per kind and Raft profile, as the client sees them.
 //
-// Usage: go run ./integration/bench -out docs/benchmarks.md [-failover-runs 10]
+// Usage: go run ./integration/bench -out docs/benchmarks.md [-only raft,reconcile,probe,failover] [-failover-runs 10]
 package main
 
 import (
@@ -49,43 +49,74 @@ func main() {
 	sequential := flag.Int("n", 2000, "sequential applies for the latency figures")
 	writers := flag.Int("writers", 64, "concurrent writers for the throughput figure")
 	duration := flag.Duration("duration", 5*time.Second, "how long the throughput run lasts")
-	failoverRuns := flag.Int("failover-runs", 10, "failovers per kind and profile in the VM (0 skips the VM section)")
+	failoverRuns := flag.Int("failover-runs", 10, "failovers per kind and Raft profile in the VM")
+	only := flag.String("only", "", "comma-separated `sections` to run (raft, reconcile, probe, failover); default all")
 	flag.Parse()
-	if err := run(*out, *sequential, *writers, *duration, *failoverRuns); err != nil {
+	var sections []string
+	if *only != "" {
+		sections = strings.Split(*only, ",")
+	}
+	if err := run(*out, sections, *sequential, *writers, *duration, *failoverRuns); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out string, n, writers int, duration time.Duration, failoverRuns int) error {
+func run(out string, only []string, n, writers int, duration time.Duration, failoverRuns int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
+	sections := []struct {
+		name  string
+		bench func() (string, error)
+	}{
+		{"raft", func() (string, error) { return benchRaft(ctx, n, writers, duration) }},
+		{"reconcile", benchReconcile},
+		{"probe", benchProbe},
+		{"failover", func() (string, error) { return benchFailover(ctx, failoverRuns) }},
+	}
+	for _, sec := range sections {
+		if len(only) > 0 && !slices.Contains(only, sec.name) {
+			continue
+		}
+		body, err := sec.bench()
+		if err != nil {
+			return fmt.Errorf("%s: %w", sec.name, err)
+		}
+		if err := writeSection(out, sec.name, body); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// benchRaft measures Raft applies on three in-process nodes beside the fsync floor.
+func benchRaft(ctx context.Context, n, writers int, duration time.Duration) (string, error) {
 	dir, err := os.MkdirTemp("", "troop-bench-")
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer os.RemoveAll(dir)
 
 	fsyncLat, err := measureFsync(filepath.Join(dir, "floor.db"), n)
 	if err != nil {
-		return fmt.Errorf("fsync floor: %w", err)
+		return "", fmt.Errorf("fsync floor: %w", err)
 	}
 	p, err := startPool(ctx, dir)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer p.stop()
 	seq, err := p.sequential(ctx, n)
 	if err != nil {
-		return fmt.Errorf("sequential applies: %w", err)
+		return "", fmt.Errorf("sequential applies: %w", err)
 	}
 	fwd, err := p.forwarded(ctx, n/4)
 	if err != nil {
-		return fmt.Errorf("forwarded applies: %w", err)
+		return "", fmt.Errorf("forwarded applies: %w", err)
 	}
 	tput, err := p.throughput(ctx, writers, duration)
 	if err != nil {
-		return fmt.Errorf("throughput: %w", err)
+		return "", fmt.Errorf("throughput: %w", err)
 	}
 
 	var b strings.Builder
@@ -103,32 +134,7 @@ func run(out string, n, writers int, duration time.Duration, failoverRuns int) e
 	row("apply on a follower (forwarded), one at a time", fwd)
 	fmt.Fprintf(&b, "\nThroughput: %d writers applying concurrently on the leader for %s: **%.0f applies/s** (%d applies; Raft batches concurrent entries into one disk write).\n",
 		writers, duration, float64(tput.count)/tput.elapsed.Seconds(), tput.count)
-	if err := writeSection(out, "raft", b.String()); err != nil {
-		return err
-	}
-	p.stop()
-	rec, err := benchReconcile()
-	if err != nil {
-		return fmt.Errorf("reconcile: %w", err)
-	}
-	if err := writeSection(out, "reconcile", rec); err != nil {
-		return err
-	}
-	probeSection, err := benchProbe()
-	if err != nil {
-		return fmt.Errorf("probe: %w", err)
-	}
-	if err := writeSection(out, "probe", probeSection); err != nil {
-		return err
-	}
-	if failoverRuns == 0 {
-		return nil
-	}
-	failover, err := benchFailover(ctx, failoverRuns)
-	if err != nil {
-		return fmt.Errorf("failover: %w", err)
-	}
-	return writeSection(out, "failover", failover)
+	return b.String(), nil
 }
 
 // pool is three in-process Raft nodes over TCP loopback.
