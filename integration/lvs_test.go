@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -47,11 +48,11 @@ type lvsPool struct {
 
 const webURL = "http://" + lvs.VIP + "/index.html"
 
-// newLVSPool starts cfg's pool, prepares and starts the reals, applies table through a follower
-// and waits until the client is served by every real.
-func newLVSPool(t *testing.T, cfg lvs.Config, table string) *lvsPool {
+// newPool starts cfg's pool (its agents, on any kernel: without IPVS they serve VIPs only) and
+// waits for a leader. Everything is removed when the test ends.
+func newPool(t *testing.T, cfg lvs.Config) *lvsPool {
 	t.Helper()
-	needIPVS(t)
+	needRoot(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	cfg.Bin, cfg.Dir, cfg.Log = troopBinary(t), t.TempDir(), testWriter{t}
@@ -70,6 +71,16 @@ func newLVSPool(t *testing.T, cfg lvs.Config, table string) *lvsPool {
 		t.Fatal(err)
 	}
 	lp.leader = lp.waitLeader()
+	return lp
+}
+
+// newLVSPool starts cfg's pool on a kernel with IPVS, prepares and starts the reals, applies
+// table through a follower and waits until the client is served by every real.
+func newLVSPool(t *testing.T, cfg lvs.Config, table string) *lvsPool {
+	t.Helper()
+	needIPVS(t)
+	lp := newPool(t, cfg)
+	p, ctx := lp.Pool, lp.ctx
 	for _, r := range append(p.Reals(), lvs.FallbackName) {
 		if err := p.PrepareReal(ctx, r, lvs.VIP); err != nil {
 			t.Fatal(err)
@@ -78,15 +89,21 @@ func newLVSPool(t *testing.T, cfg lvs.Config, table string) *lvsPool {
 			t.Fatal(err)
 		}
 	}
-	via := p.Directors()[0]
-	if via == lp.leader {
-		via = p.Directors()[1]
-	}
-	if err := p.Apply(ctx, via, table); err != nil {
-		t.Fatal(err)
-	}
+	lp.apply(table)
 	lp.waitServedBy(webURL, []string{"r1", "r2"}, 20*time.Second) // WebService's reals
 	return lp
+}
+
+// apply applies a table through a follower (which forwards it to the leader).
+func (p *lvsPool) apply(table string) {
+	p.t.Helper()
+	via := p.Directors()[0]
+	if via == p.leader {
+		via = p.Directors()[1]
+	}
+	if err := p.Apply(p.ctx, via, table); err != nil {
+		p.t.Fatal(err)
+	}
 }
 
 // dumpState logs what the kernel and the agents say, for a failed test.
@@ -394,15 +411,15 @@ func (p *lvsPool) clientNeighbour(addr string) string {
 	return ""
 }
 
+// waitFor is the package's waitFor for a yes/no condition.
 func (p *lvsPool) waitFor(timeout time.Duration, what string, cond func() bool) {
 	p.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			p.t.Fatalf("not within %s: %s", timeout, what)
+	waitFor(p.t, timeout, what, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return errors.New("not yet")
+	})
 }
 
 // reportFailovers logs the distribution and prints it as a `troop-bench:` line, which `make

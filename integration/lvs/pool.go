@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,9 +24,10 @@ import (
 	"github.com/troop-lb/troop/api"
 )
 
-// Addresses of the pool, on one /24.
+// Addresses of the pool, on one /24 and one /64: host .N is also 2001:db8::N.
 const (
 	VIP        = "192.0.2.100"
+	VIP6       = "2001:db8::100"
 	ClientAddr = "192.0.2.200"
 	// FallbackAddr is the "sorry" server's address; it serves like a real server.
 	FallbackAddr = "192.0.2.29"
@@ -73,6 +75,9 @@ type Node struct {
 	Addr string // IPv4 address on eth0
 	link string // the bridge's end of its veth, in the hub namespace
 }
+
+// Addr6 is the node's IPv6 address: 2001:db8:: and the last octet of its IPv4 one.
+func (n *Node) Addr6() string { return "2001:db8::" + n.Addr[strings.LastIndex(n.Addr, ".")+1:] }
 
 // Pool is a running topology.
 type Pool struct {
@@ -179,6 +184,8 @@ func (p *Pool) plug(ctx context.Context, n *Node) error {
 		{n.NS, []string{"ip", "link", "set", "lo", "up"}},
 		{n.NS, []string{"ip", "link", "set", "eth0", "up"}},
 		{n.NS, []string{"ip", "addr", "add", n.Addr + "/24", "dev", "eth0"}},
+		// nodad: usable at once, without the duplicate-address wait.
+		{n.NS, []string{"ip", "addr", "add", n.Addr6() + "/64", "dev", "eth0", "nodad"}},
 	} {
 		if err := p.in(ctx, s.ns, s.args...); err != nil {
 			return err
@@ -402,15 +409,23 @@ func (p *Pool) Reboot(ctx context.Context, node string) error {
 }
 
 // API returns a client for director name's API, reached from the client host.
-func (p *Pool) API(name string) *api.Client {
-	return api.NewClient(fmt.Sprintf("http://%s:%d", p.nodes[name].Addr, apiPort), p.http)
+func (p *Pool) API(name string) *api.Client { return p.apiAt(p.nodes[name].Addr) }
+
+// apiAt is a client for the agent API on addr (every agent listens on all its addresses).
+func (p *Pool) apiAt(addr string) *api.Client {
+	return api.NewClient("http://"+net.JoinHostPort(addr, strconv.Itoa(apiPort)), p.http)
 }
 
 // Status asks director name for its status.
 func (p *Pool) Status(ctx context.Context, name string) (api.Status, error) {
+	return p.StatusAt(ctx, p.nodes[name].Addr)
+}
+
+// StatusAt asks the agent answering on addr (a VIP, say) for its status.
+func (p *Pool) StatusAt(ctx context.Context, addr string) (api.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	st, _, err := p.API(name).Status(ctx, api.ReadOptions{})
+	st, _, err := p.apiAt(addr).Status(ctx, api.ReadOptions{})
 	return st, err
 }
 
