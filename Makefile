@@ -14,10 +14,11 @@ all: build
 
 deps:
 	@command -v $(GO) >/dev/null || { echo "Go is missing: install Go 1.26 at /usr/local/go"; exit 1; }
-	@# The namespace tier drives iproute2's ip; a fresh Debian machine may lack it.
-	@if [ "$$(id -u)" = 0 ] && ! command -v ip >/dev/null; then \
-		echo "installing iproute2 for the namespace tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2; fi
+	@# The namespace tier drives iproute2's ip and nftables' nft (partitions on the test's own
+	@# bridge); a fresh Debian machine may lack them.
+	@if [ "$$(id -u)" = 0 ] && { ! command -v ip >/dev/null || ! command -v nft >/dev/null; }; then \
+		echo "installing iproute2 and nftables for the namespace tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 nftables; fi
 	$(GO) mod download
 
 build: deps

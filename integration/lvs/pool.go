@@ -307,7 +307,10 @@ func (p *Pool) agentConfig(n int) string {
 }
 
 // Start starts director name's agent (its data dir survives restarts).
-func (p *Pool) Start(name string) error {
+func (p *Pool) Start(name string) error { return p.StartWith(name) }
+
+// StartWith starts director name's agent with extra command-line arguments (-witness, say).
+func (p *Pool) StartWith(name string, args ...string) error {
 	var n int
 	if _, err := fmt.Sscanf(name, "d%d", &n); err != nil || p.nodes[name] == nil {
 		return fmt.Errorf("no director %q", name)
@@ -320,7 +323,7 @@ func (p *Pool) Start(name string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("ip", "netns", "exec", string(p.nodes[name].NS), p.cfg.Bin, "agent", "-config", cfgFile)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", string(p.nodes[name].NS), p.cfg.Bin, "agent", "-config", cfgFile}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
