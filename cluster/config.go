@@ -52,6 +52,11 @@ type Config struct {
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
 
+	// Witness makes this node a witness: a voter that hands leadership to a director (a voter
+	// that is not a witness) whenever it becomes leader. It stays leader only while no director
+	// answers, so that the table stays writable.
+	Witness bool
+
 	// Dev runs a single-node pool with in-memory storage and transport that bootstraps itself:
 	// nothing survives a restart. Like `consul agent -dev`.
 	Dev bool

@@ -68,6 +68,10 @@ type nodeInfo struct {
 	// HasState is true once the node has any Raft state (it bootstrapped, joined, or restarted).
 	HasState bool   `json:"has_state"`
 	Leader   string `json:"leader,omitempty"`
+	// Witness is true for a witness (Config.Witness); LastIndex is the node's last log index.
+	// A witness that leads reads both to choose the director it hands leadership to.
+	Witness   bool   `json:"witness,omitempty"`
+	LastIndex uint64 `json:"last_index,omitempty"`
 }
 
 // wireError is an error on the wire. Kind names the sentinel the error matched on the sending
@@ -338,7 +342,8 @@ func (n *Node) handleRPC(ctx context.Context, req *rpcRequest) *rpcResponse {
 	switch req.Op {
 	case opInfo:
 		addr, _ := r.LeaderWithID()
-		resp.Info = &nodeInfo{ID: n.cfg.NodeID, Address: n.net.Addr(), HasState: n.hasState || r.LastIndex() > 0, Leader: string(addr)}
+		resp.Info = &nodeInfo{ID: n.cfg.NodeID, Address: n.net.Addr(), HasState: n.hasState || r.LastIndex() > 0, Leader: string(addr),
+			Witness: n.cfg.Witness, LastIndex: r.LastIndex()}
 	case opApply:
 		var res fsm.Result
 		res, err = n.applyLeader(ctx, r, req.Command)

@@ -36,8 +36,10 @@ type Peer struct {
 
 // Status is a node's view of the pool.
 type Status struct {
-	ID           string `json:"id"`
-	Role         Role   `json:"role"`
+	ID   string `json:"id"`
+	Role Role   `json:"role"`
+	// Witness is true on a witness (Config.Witness): it votes but hands leadership to a director.
+	Witness      bool   `json:"witness,omitempty"`
 	Term         uint64 `json:"term"`
 	LeaderID     string `json:"leader_id,omitempty"`
 	LeaderAddr   string `json:"leader_address,omitempty"`

@@ -29,6 +29,8 @@ type agentOptions struct {
 	// leaveOnStop removes this director from the Raft configuration when it stops; without it a
 	// stopped director stays a member and rejoins as a follower when it starts again.
 	leaveOnStop bool
+	// witness makes the agent a witness (config.Agent.Witness).
+	witness bool
 }
 
 // eventsKept is how many recent events an agent keeps for `troop events`.
@@ -47,6 +49,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&o.dataDir, "data-dir", "", "override data_dir of the config file")
 	fs.StringVar(&o.logLevel, "log-level", "", "override log_level: debug, info, warn or error")
 	fs.BoolVar(&o.leaveOnStop, "leave-on-stop", false, "leave the Raft configuration when stopped (default: stay a member and rejoin on restart)")
+	fs.BoolVar(&o.witness, "witness", false, "run as a witness: a Raft voter that holds no VIP, programs no IPVS, runs no health checks and hands leadership to a director")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: troop agent -config FILE | -dev [flags]\n\nRuns a director agent: its Raft node and HTTP API.\n\n")
 		fs.PrintDefaults()
@@ -80,6 +83,9 @@ func loadAgentConfig(o agentOptions) (config.Agent, error) {
 		if o.dataDir != "" {
 			return config.Agent{}, errors.New("-data-dir: a -dev agent keeps nothing on disk")
 		}
+		if o.witness {
+			return config.Agent{}, errors.New("-witness: a -dev agent is alone, and a witness needs directors to lead")
+		}
 		var l slog.Level
 		if err := l.UnmarshalText([]byte(orDefault(o.logLevel, "info"))); err != nil {
 			return config.Agent{}, fmt.Errorf("-log-level %q: must be one of debug, info, warn, error", o.logLevel)
@@ -100,6 +106,7 @@ func loadAgentConfig(o agentOptions) (config.Agent, error) {
 	if o.logLevel != "" {
 		ac.LogLevel = o.logLevel
 	}
+	ac.Witness = ac.Witness || o.witness
 	// The overrides are held to the file's rules.
 	if err := ac.Validate(); err != nil {
 		return config.Agent{}, fmt.Errorf("%s with the command-line overrides: %w", o.configFile, err)
@@ -114,6 +121,7 @@ func clusterConfig(ac config.Agent, dev bool, log *slog.Logger) cluster.Config {
 		c = cluster.DevConfig()
 	}
 	c.NodeID, c.DataDir, c.Logger = ac.NodeID, ac.DataDir, log
+	c.Witness = ac.Witness
 	c.BindAddr = orDefault(ac.Raft.Address, config.DefaultRaftAddress)
 	c.AdvertiseAddr = ac.Raft.Advertise
 	c.BootstrapExpect, c.Join = ac.Raft.BootstrapExpect, ac.Raft.Join
@@ -158,9 +166,11 @@ type agent struct {
 	nodeID string
 	fsm    *fsm.FSM
 	node   *cluster.Node
-	dp     *dataplane // nil when the config disables the dataplane
-	checks *checks
-	events *api.Events
+	dp     *dataplane // nil when the config disables the dataplane, and on a witness
+	checks *checks    // nil on a witness
+	// witness is true when the agent only votes (config.Agent.Witness).
+	witness bool
+	events  *api.Events
 	// feedHealth turns committed health changes into events; it watches the FSM from creation.
 	feedHealth func(context.Context)
 	ln         net.Listener
@@ -179,7 +189,7 @@ func serveAgent(ctx context.Context, ac config.Agent, o agentOptions, logOut io.
 // newAgent builds the parts and binds the ports, starting nothing; on failure it releases what
 // it had opened.
 func newAgent(ac config.Agent, o agentOptions, log *slog.Logger) (_ *agent, err error) {
-	a := &agent{log: log, nodeID: ac.NodeID, fsm: fsm.New(log.With("component", "fsm"))}
+	a := &agent{log: log, nodeID: ac.NodeID, witness: ac.Witness, fsm: fsm.New(log.With("component", "fsm"))}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -188,11 +198,18 @@ func newAgent(ac config.Agent, o agentOptions, log *slog.Logger) (_ *agent, err 
 	if a.node, err = cluster.New(clusterConfig(ac, o.dev, log.With("component", "cluster")), a.fsm); err != nil {
 		return nil, err
 	}
-	if a.dp, err = newDataplane(ac, o.dev, a.fsm, a.node, log.With("component", "director")); err != nil {
-		return nil, err
-	}
-	if a.checks, err = newChecks(a.fsm, a.node, log.With("component", "probe")); err != nil {
-		return nil, err
+	if a.witness {
+		// A witness only votes. It programs nothing, and it never proposes health: as leader
+		// (briefly, until it hands over) its committer would record verdicts of checks run
+		// from a machine that may not even reach the real servers.
+		log.Info("witness: a Raft voter with no dataplane and no health checks; it hands leadership to a director", "op", "start")
+	} else {
+		if a.dp, err = newDataplane(ac, o.dev, a.fsm, a.node, log.With("component", "director")); err != nil {
+			return nil, err
+		}
+		if a.checks, err = newChecks(a.fsm, a.node, log.With("component", "probe")); err != nil {
+			return nil, err
+		}
 	}
 	apiAddr := orDefault(ac.API.Address, config.DefaultAPIAddress)
 	if a.ln, err = net.Listen("tcp", apiAddr); err != nil {
@@ -202,7 +219,9 @@ func newAgent(ac config.Agent, o agentOptions, log *slog.Logger) (_ *agent, err 
 	a.feedHealth = a.events.FeedHealth(a.fsm)
 	apiServer := api.NewServer(a.node, log.With("component", "api"))
 	apiServer.SetEvents(a.events)
-	apiServer.SetChecks(a.checks.engine)
+	if a.checks != nil {
+		apiServer.SetChecks(a.checks.engine)
+	}
 	if a.dp != nil {
 		apiServer.SetDataplane(a.dp.dir)
 	}
@@ -234,15 +253,17 @@ func (a *agent) run(ctx context.Context, o agentOptions) error {
 	defer stopWork()
 
 	var nodeWG, workWG sync.WaitGroup
-	checkEvents, stopCheckEvents := a.checks.engine.Subscribe(256)
-	defer stopCheckEvents()
 	leadership := a.node.WatchLeadership(workCtx)
 	if a.dp != nil {
 		workWG.Go(func() { a.dp.run(workCtx) })
 	}
+	if a.checks != nil {
+		checkEvents, stopCheckEvents := a.checks.engine.Subscribe(256)
+		defer stopCheckEvents()
+		workWG.Go(func() { a.checks.run(workCtx) })
+		workWG.Go(func() { a.events.FeedChecks(a.nodeID, checkEvents) })
+	}
 	workWG.Go(func() { a.feedHealth(workCtx) })
-	workWG.Go(func() { a.checks.run(workCtx) })
-	workWG.Go(func() { a.events.FeedChecks(a.nodeID, checkEvents) })
 	workWG.Go(func() { a.events.FeedLeadership(a.nodeID, leadership) })
 
 	failed := make(chan error, 2)
@@ -256,7 +277,7 @@ func (a *agent) run(ctx context.Context, o agentOptions) error {
 			failed <- fmt.Errorf("serve API on %s: %w", a.ln.Addr(), err)
 		}
 	})
-	a.log.Info("agent started", "op", "start", "api", "http://"+a.ln.Addr().String(), "raft", a.node.Addr(), "dev", o.dev)
+	a.log.Info("agent started", "op", "start", "api", "http://"+a.ln.Addr().String(), "raft", a.node.Addr(), "dev", o.dev, "witness", a.witness)
 
 	var runErr error
 	select {

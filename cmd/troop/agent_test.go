@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troop-lb/troop/api"
 	"github.com/troop-lb/troop/cluster"
 	"github.com/troop-lb/troop/cmd/troop/internal/config"
+	"github.com/troop-lb/troop/fsm"
 )
 
 func TestAgentCommandLine(t *testing.T) {
@@ -36,6 +39,7 @@ func TestAgentCommandLine(t *testing.T) {
 		{"bad level override", []string{"-config", good, "-log-level", "loud"}, exitError, `"loud"`},
 		{"dev with data dir", []string{"-dev", "-data-dir", dir}, exitError, "-data-dir: a -dev agent keeps nothing on disk"},
 		{"dev with bad level", []string{"-dev", "-log-level", "loud"}, exitError, `-log-level "loud"`},
+		{"dev witness", []string{"-dev", "-witness"}, exitError, "-witness: a -dev agent is alone"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,5 +117,70 @@ director { enabled = false }
 	defer cancel()
 	if code := runAgent(ctx, []string{"-config", cfg}, io.Discard, &stderr); code != exitOK {
 		t.Fatalf("second start on the same data dir: exit %d: %s", code, stderr.String())
+	}
+}
+
+// A witness builds no dataplane and no health checks, and says what it is: a lone witness leads
+// (no director to hand over to), yet its API has no dataplane and no checks to show.
+func TestWitnessRunsNoDataplane(t *testing.T) {
+	dir := t.TempDir()
+	ac := config.Agent{NodeID: "w1", DataDir: dir, Witness: true,
+		API: config.API{Address: "127.0.0.1:0"}, Raft: config.Raft{Address: "127.0.0.1:0", BootstrapExpect: 1}}
+	a, err := newAgent(ac, agentOptions{}, newLogger(io.Discard, "error"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.dp != nil || a.checks != nil {
+		t.Fatalf("a witness built a dataplane (%v) or health checks (%v)", a.dp != nil, a.checks != nil)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx, agentOptions{}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	c := api.NewClient("http://"+a.ln.Addr().String(), nil)
+	var st api.Status
+	deadline := time.Now().Add(10 * time.Second)
+	for st.Role != cluster.Leader && time.Now().Before(deadline) {
+		st, _, _ = c.Status(ctx, api.ReadOptions{})
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st.Role != cluster.Leader || !st.Witness {
+		t.Fatalf("status: role %q, witness %v; want a leading witness", st.Role, st.Witness)
+	}
+	if _, err := c.Dataplane(ctx); !errors.Is(err, fsm.ErrNotFound) {
+		t.Errorf("GET dataplane on a witness: %v, want not found", err)
+	}
+	if _, err := c.Checks(ctx); !errors.Is(err, fsm.ErrNotFound) {
+		t.Errorf("GET checks on a witness: %v, want not found", err)
+	}
+}
+
+// -witness and `witness = true` both make a witness, down to the cluster's config.
+func TestWitnessFlagAndKey(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain.hcl")
+	os.WriteFile(plain, []byte("node_id = \"w1\"\ndata_dir = \"/tmp/x\"\n"), 0o644)
+	keyed := filepath.Join(dir, "keyed.hcl")
+	os.WriteFile(keyed, []byte("node_id = \"w1\"\ndata_dir = \"/tmp/x\"\nwitness = true\n"), 0o644)
+	for _, tc := range []struct {
+		o    agentOptions
+		want bool
+	}{
+		{agentOptions{configFile: plain}, false},
+		{agentOptions{configFile: plain, witness: true}, true},
+		{agentOptions{configFile: keyed}, true},
+	} {
+		ac, err := loadAgentConfig(tc.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ac.Witness != tc.want || clusterConfig(ac, false, nil).Witness != tc.want {
+			t.Errorf("%s with -witness=%v: witness %v, want %v", filepath.Base(tc.o.configFile), tc.o.witness, ac.Witness, tc.want)
+		}
 	}
 }

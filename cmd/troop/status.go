@@ -69,7 +69,11 @@ func status(ctx context.Context, c *call, verbose bool) error {
 	if st.LeaderID != "" {
 		leader = fmt.Sprintf("%s (%s)", st.LeaderID, st.LeaderAddr)
 	}
-	fmt.Fprintf(tw, "Node:\t%s (%s)\n", st.ID, st.Role)
+	role := string(st.Role)
+	if st.Witness {
+		role += ", witness: votes, holds no VIP, hands leadership to a director"
+	}
+	fmt.Fprintf(tw, "Node:\t%s (%s)\n", st.ID, role)
 	fmt.Fprintf(tw, "Leader:\t%s\n", leader)
 	fmt.Fprintf(tw, "Term:\t%d\n", st.Term)
 	fmt.Fprintf(tw, "Commit index:\t%d\n", st.CommitIndex)

@@ -29,6 +29,10 @@ type Agent struct {
 	DataDir string
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+	// Witness makes the agent a witness: a Raft voter that runs no dataplane and no health
+	// checks and hands leadership to a director whenever it wins an election (the -witness
+	// flag sets it too). Its director block, if any, is ignored.
+	Witness  bool
 	API      API
 	Raft     Raft
 	Director Director
@@ -94,6 +98,7 @@ func ParseAgent(filename string, src []byte) (Agent, error) {
 			"node_id":   text(&a.NodeID),
 			"data_dir":  text(&a.DataDir),
 			"log_level": text(&a.LogLevel),
+			"witness":   boolean(&a.Witness),
 		},
 		blocks: map[string]blockSpec{
 			"api": {decode: func(b *hclsyntax.Block) {

@@ -14,6 +14,7 @@ func TestParseAgent(t *testing.T) {
 node_id   = "d1"
 data_dir  = "/var/lib/troop"
 log_level = "debug"
+witness   = true
 
 api {
   address = "127.0.0.1:9700"
@@ -40,7 +41,7 @@ raft {
 		t.Fatal(err)
 	}
 	want := Agent{
-		NodeID: "d1", DataDir: "/var/lib/troop", LogLevel: "debug",
+		NodeID: "d1", DataDir: "/var/lib/troop", LogLevel: "debug", Witness: true,
 		API: API{Address: "127.0.0.1:9700"},
 		Raft: Raft{
 			Address: "0.0.0.0:9701", Advertise: "192.0.2.1:9701",
@@ -97,6 +98,11 @@ var agentErrorCases = []struct {
 			`agent.hcl:8:3: raft: unknown key "peers"; did you mean "peer"?`,
 			`agent.hcl:10:1: unknown key "loglevel"; did you mean "log_level"?`,
 		},
+	},
+	{
+		name: "witness",
+		src:  head + "witness = \"yes\"\n",
+		want: []string{`agent.hcl:3:1: witness: "yes": must be true or false`},
 	},
 	{
 		name: "values",
