@@ -119,34 +119,28 @@ func TestWitnessPoolSurvivesEitherDirector(t *testing.T) {
 	}
 }
 
-// newWitnessPool starts d1 and d2 as directors and d3 as a witness, and waits for a director
-// to lead. Everything is removed when the test ends.
+// newWitnessPool starts a pool of three directors and restarts d3 as a witness (its membership
+// and data dir stay), then waits for a director to lead. Everything is removed when the test ends.
 func newWitnessPool(t *testing.T) *lvsPool {
 	t.Helper()
-	needRoot(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	p, err := lvs.New(ctx, lvs.Config{Bin: troopBinary(t), Dir: t.TempDir(), Log: testWriter{t}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lp := &lvsPool{Pool: p, t: t, ctx: ctx}
-	t.Cleanup(func() {
-		if t.Failed() {
-			lp.dumpState()
-		}
-		p.Close()
-	})
-	for _, d := range []string{"d1", "d2"} {
-		if err := p.Start(d); err != nil {
+	p := newPool(t, lvs.Config{})
+	if p.leader == witness {
+		if err := p.API(witness).TransferLeadership(p.ctx, "d1"); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := p.Stop(witness, 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	if err := p.StartWith(witness, "-witness"); err != nil {
 		t.Fatal(err)
 	}
-	lp.leader = lp.directorLeads(15 * time.Second)
-	return lp
+	p.waitFor(10*time.Second, witness+" is back as a witness", func() bool {
+		st, err := p.Status(p.ctx, witness)
+		return err == nil && st.Witness && st.LeaderID != ""
+	})
+	p.leader = p.directorLeads(15 * time.Second)
+	return p
 }
 
 // other is the director that is not d.

@@ -162,25 +162,17 @@ func TestWitnessRunsNoDataplane(t *testing.T) {
 
 // -witness and `witness = true` both make a witness, down to the cluster's config.
 func TestWitnessFlagAndKey(t *testing.T) {
-	dir := t.TempDir()
-	plain := filepath.Join(dir, "plain.hcl")
-	os.WriteFile(plain, []byte("node_id = \"w1\"\ndata_dir = \"/tmp/x\"\n"), 0o644)
-	keyed := filepath.Join(dir, "keyed.hcl")
-	os.WriteFile(keyed, []byte("node_id = \"w1\"\ndata_dir = \"/tmp/x\"\nwitness = true\n"), 0o644)
 	for _, tc := range []struct {
-		o    agentOptions
-		want bool
-	}{
-		{agentOptions{configFile: plain}, false},
-		{agentOptions{configFile: plain, witness: true}, true},
-		{agentOptions{configFile: keyed}, true},
-	} {
-		ac, err := loadAgentConfig(tc.o)
+		key, flag, want bool
+	}{{false, false, false}, {false, true, true}, {true, false, true}} {
+		file := filepath.Join(t.TempDir(), "agent.hcl")
+		os.WriteFile(file, fmt.Appendf(nil, "node_id = \"w1\"\ndata_dir = \"/tmp/x\"\nwitness = %v\n", tc.key), 0o644)
+		ac, err := loadAgentConfig(agentOptions{configFile: file, witness: tc.flag})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if ac.Witness != tc.want || clusterConfig(ac, false, nil).Witness != tc.want {
-			t.Errorf("%s with -witness=%v: witness %v, want %v", filepath.Base(tc.o.configFile), tc.o.witness, ac.Witness, tc.want)
+			t.Errorf("witness = %v, -witness=%v: witness %v, want %v", tc.key, tc.flag, ac.Witness, tc.want)
 		}
 	}
 }
