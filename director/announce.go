@@ -188,7 +188,19 @@ type AnnouncerOptions struct {
 	Listener Listener
 	Clock    Clock        // nil: the system clock
 	Log      *slog.Logger // nil: discard
+	// Confirm, when set, is asked before every round that no Announce call asked for: the
+	// repeats, the refreshes and the bursts another host's claim triggers. The round goes out
+	// only if Confirm returns nil, meaning this host has just confirmed with a quorum that it
+	// still leads (Director.ConfirmLeadership); a leader that lost its quorum, but has not
+	// noticed yet (paused, or within its lease), sends nothing that would pull clients back to
+	// it. The bursts of Announce are not asked: the caller announces as it takes over, having
+	// just confirmed. Confirm runs on the VIP's goroutine; it must return when ctx ends (Stop),
+	// and it is given at most confirmTimeout.
+	Confirm func(ctx context.Context) error
 }
+
+// confirmTimeout bounds Confirm: a round that waited longer for it is not sent.
+const confirmTimeout = time.Second
 
 // AnnounceStats are the counters of one VIP's announcements, kept for the life of the
 // announcer (across Stop and Announce) so that they can be exported as monotonic metrics.
@@ -206,6 +218,8 @@ type AnnounceStats struct {
 	Reannounced      uint64
 	LastConflictFrom net.HardwareAddr
 	LastConflictAt   time.Time
+	// Unconfirmed counts rounds not sent because Confirm did not confirm the leadership.
+	Unconfirmed uint64
 }
 
 // NetAnnouncer announces the VIPs a leader holds, on a schedule (AnnouncerConfig), and watches
@@ -223,6 +237,7 @@ type NetAnnouncer struct {
 	listener Listener
 	clock    Clock
 	log      *slog.Logger
+	confirm  func(context.Context) error
 
 	mu sync.Mutex // guards all following fields
 	// life is created, running or stopped; ctx is Run's context while running.
@@ -295,7 +310,7 @@ func NewNetAnnouncer(o AnnouncerOptions) (*NetAnnouncer, error) {
 	}
 	return &NetAnnouncer{
 		cfg: o.Config.withDefaults(), sender: o.Sender, listener: o.Listener, clock: o.Clock, log: o.Log,
-		vips: map[netip.Addr]*vipSchedule{}, yields: map[netip.Addr]*vipYield{},
+		confirm: o.Confirm, vips: map[netip.Addr]*vipSchedule{}, yields: map[netip.Addr]*vipYield{},
 		watches: map[string]*ifaceWatch{}, stats: map[netip.Addr]*AnnounceStats{},
 	}, nil
 }
@@ -523,12 +538,16 @@ func (a *NetAnnouncer) announceLoop(ctx context.Context, s *vipSchedule) {
 		next     time.Time // the next scheduled round; zero: none
 		deferred time.Time // a conflict burst waiting for the holdoff; zero: none
 		burst    = true
+		// claimed is true when the burst is another host's claim's, not Announce's.
+		claimed bool
 	)
 	for {
 		if burst {
 			burst, deferred = false, time.Time{}
 			burstAt, repeats = a.clock.Now(), 0
-			a.sendRounds(ctx, s, a.cfg.Burst)
+			if !claimed || a.confirmed(ctx, s) {
+				a.sendRounds(ctx, s, a.cfg.Burst)
+			}
 			next = a.nextRound(burstAt, repeats, burstAt)
 		}
 		due := next
@@ -546,14 +565,14 @@ func (a *NetAnnouncer) announceLoop(ctx context.Context, s *vipSchedule) {
 			return
 		case <-s.kick:
 			stop()
-			burst = true
+			burst, claimed = true, false
 		case <-s.conflict:
 			stop()
 			if deferred.IsZero() {
 				if allowed := burstAt.Add(a.cfg.ConflictHoldoff); a.clock.Now().Before(allowed) {
 					deferred = allowed
 				} else {
-					burst = true
+					burst, claimed = true, true
 				}
 			}
 			if burst {
@@ -562,12 +581,14 @@ func (a *NetAnnouncer) announceLoop(ctx context.Context, s *vipSchedule) {
 		case <-timer:
 			now := a.clock.Now()
 			if !deferred.IsZero() && !now.Before(deferred) {
-				burst = true
+				burst, claimed = true, true
 				a.countReannounce(s.vip)
 				continue
 			}
 			if !next.IsZero() && !now.Before(next) {
-				a.sendRounds(ctx, s, 1)
+				if a.confirmed(ctx, s) {
+					a.sendRounds(ctx, s, 1)
+				}
 				if repeats < a.cfg.Repeats {
 					repeats++
 				}
@@ -595,6 +616,29 @@ func (a *NetAnnouncer) nextRound(burstAt time.Time, repeats int, last time.Time)
 		return last.Add(a.cfg.Refresh)
 	}
 	return time.Time{}
+}
+
+// confirmed asks Confirm (if set) whether this host still leads, before a round no Announce
+// call asked for. A round it does not confirm is not sent: it is counted and logged, and the
+// schedule goes on (a deposed leader's VIP loop stops it soon).
+func (a *NetAnnouncer) confirmed(ctx context.Context, s *vipSchedule) bool {
+	if a.confirm == nil {
+		return true
+	}
+	cctx, cancel := context.WithTimeout(ctx, confirmTimeout)
+	err := a.confirm(cctx)
+	cancel()
+	switch {
+	case err == nil:
+		return true
+	case ctx.Err() != nil:
+		return false // stopped meanwhile: nothing to report
+	}
+	a.mu.Lock()
+	a.statsLocked(s.vip).Unconfirmed++
+	a.mu.Unlock()
+	a.log.Warn("announcement withheld: leadership not confirmed", "op", "announce", "vip", s.vip, "iface", s.iface, "err", err)
+	return false
 }
 
 // sendRounds sends n rounds for s, checking ctx before each packet so that Stop is prompt.

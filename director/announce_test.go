@@ -337,6 +337,72 @@ func TestAnnounceRefresh(t *testing.T) {
 `)
 }
 
+// Issue 6: periodic re-announcements go out only once the leadership has been confirmed. The
+// repeats, the refreshes and a claim's burst ask Confirm; Announce's own bursts (a takeover)
+// do not. A refused round is skipped and counted, and the schedule goes on.
+func TestAnnounceReannouncesOnlyOnceConfirmed(t *testing.T) {
+	var mu sync.Mutex
+	var refuse error
+	var asked int
+	confirm := func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		return refuse
+	}
+	setRefuse := func(err error) {
+		mu.Lock()
+		refuse = err
+		mu.Unlock()
+	}
+	l := newAnnListener()
+	c := newAnnClock()
+	s := newAnnSender(c)
+	a, err := NewNetAnnouncer(AnnouncerOptions{Config: AnnouncerConfig{Repeats: 1, Refresh: 30 * time.Second},
+		Sender: s, Listener: l, Clock: c, Log: annLogger(t), Confirm: confirm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := &annTest{t: t, clock: c, sender: s, a: a}
+	at.run()
+
+	at.a.Announce("eth0", annVIP6)
+	got := s.take(t, 1) // the takeover's burst
+	at.expectArmed(DefaultAnnounceInterval)
+	l.waitOpened(t, "eth0")
+	got += at.step(DefaultAnnounceInterval, 1) // the repeat, confirmed
+	at.expectArmed(30 * time.Second)
+
+	setRefuse(errors.New("not leader"))
+	c.Advance(30 * time.Second) // the refresh, refused
+	at.expectArmed(30 * time.Second)
+	claim := Observed{Kind: NeighborAdvertisement, SenderIP: netip.MustParseAddr("fe80::b"), TargetIP: annVIP6, LinkAddr: annOtherMAC}
+	l.inject(t, "eth0", claim) // past the holdoff: a burst at once, refused
+	at.expectArmed(DefaultAnnounceInterval)
+	s.none(t)
+
+	setRefuse(nil)
+	got += at.step(DefaultAnnounceInterval, 1) // the claim burst's repeat, confirmed
+	at.expectArmed(30 * time.Second)
+	setRefuse(errors.New("not leader"))
+	at.a.Announce("eth0", annVIP6) // a new takeover's burst is not asked
+	got += s.take(t, 1)
+	annDiff(t, "rounds", got, `  0.0s neighbor-advertisement 2001:db8::10 on eth0
+  1.1s neighbor-advertisement 2001:db8::10 on eth0
+ 32.2s neighbor-advertisement 2001:db8::10 on eth0
+ 32.2s neighbor-advertisement 2001:db8::10 on eth0
+`)
+	mu.Lock()
+	n := asked
+	mu.Unlock()
+	if n != 4 {
+		t.Errorf("Confirm asked %d times, want 4 (repeat, refresh, claim burst, repeat)", n)
+	}
+	if st := at.stats(annVIP6); st.Unconfirmed != 2 || st.Reannounced != 1 {
+		t.Errorf("stats = %+v, want 2 unconfirmed rounds, 1 re-announcement", st)
+	}
+}
+
 func TestAnnounceAgainRestartsBurst(t *testing.T) {
 	at := newAnnTest(t, AnnouncerConfig{Repeats: 2}, nil)
 	at.run()

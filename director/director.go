@@ -54,6 +54,10 @@ const (
 // up but before the new leader announced every VIP.
 var ErrHandoverUnfinished = errors.New("the new leader has not announced every VIP yet")
 
+// ErrNotLeading is ConfirmLeadership's error when this director does not act as the leader,
+// or stopped acting as it during the check.
+var ErrNotLeading = errors.New("this director does not act as the leader")
+
 // Pool is what the director needs from its Raft node.
 type Pool interface {
 	// WatchLeadership delivers this node's leadership, latest value first (cluster.Node's
@@ -113,6 +117,9 @@ type Director struct {
 	handover chan struct{}
 	// vipLoopDone is closed when the VIP loop has returned.
 	vipLoopDone chan struct{}
+	// leadTerm is the Raft term this director leads in once it has taken the VIPs over, 0
+	// when it does not lead (Raft terms start at 1). The VIP loop writes it.
+	leadTerm atomic.Uint64
 }
 
 // Status is a director's dataplane as it stands, for the API and `troop status`.
@@ -470,6 +477,7 @@ func (d *Director) vipLoop(ctx context.Context) {
 		}()
 		for {
 			if !open || !l.IsLeader {
+				d.leadTerm.Store(0) // before anything else: no more confirmed re-announcements
 				handover := d.takeHandover()
 				switch {
 				case leading && handover != nil && len(held) > 0:
@@ -507,6 +515,7 @@ func (d *Director) vipLoop(ctx context.Context) {
 			leading, term = true, l.Term
 			next, interrupted := d.takeOver(ctx, held, leadership)
 			if !interrupted {
+				d.leadTerm.Store(term)
 				return
 			}
 			l, open = next.value, next.open
@@ -550,6 +559,31 @@ func (d *Director) vipLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// ConfirmLeadership returns nil when this director acts as the leader (it has taken the VIPs
+// over in a term, and has not heard of a loss since) and its Raft node has just confirmed that
+// leadership with a quorum: ConsistentView, on the leader, checks with a quorum (the read-index
+// check) before it returns. A follower's ConsistentView succeeds too, by asking the leader, so
+// the term is read again afterwards: a director that lost the leadership meanwhile gets
+// ErrNotLeading. Any other error is ConsistentView's: the leadership is not confirmed (a leader
+// cut off from its quorum waits for ctx to end, or for Raft to step it down).
+//
+// It is the NetAnnouncer's Confirm: the periodic re-announcements of a leader go out only once
+// its leadership has been confirmed, never from a leader that lost its quorum but has not
+// noticed yet (paused, say, while another was elected). Safe for concurrent use.
+func (d *Director) ConfirmLeadership(ctx context.Context) error {
+	term := d.leadTerm.Load()
+	if term == 0 {
+		return ErrNotLeading
+	}
+	if _, err := d.deps.Pool.ConsistentView(ctx); err != nil {
+		return fmt.Errorf("confirm the leadership of term %d: %w", term, err)
+	}
+	if now := d.leadTerm.Load(); now != term {
+		return fmt.Errorf("confirm the leadership of term %d: %w (term now %d)", term, ErrNotLeading, now)
+	}
+	return nil
 }
 
 // leadershipValue is one receive from a leadership channel.

@@ -2,6 +2,7 @@ package director_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -23,25 +24,51 @@ import (
 type fakePool struct {
 	f  *fsm.FSM
 	ch chan cluster.Leadership
-	// block, when set, makes ConsistentView wait for it (or ctx) first.
+	// block, when set, makes ConsistentView wait for it (or ctx) first; err, when set, is then
+	// its error (a leader that cannot confirm its leadership).
 	mu    sync.Mutex
 	block chan struct{}
+	err   error
+	// entered, when set, receives a value (without blocking) as ConsistentView starts to wait.
+	entered chan struct{}
 }
 
 func (p *fakePool) WatchLeadership(ctx context.Context) <-chan cluster.Leadership { return p.ch }
 
 func (p *fakePool) ConsistentView(ctx context.Context) (*fsm.State, error) {
 	p.mu.Lock()
-	block := p.block
+	block, err, entered := p.block, p.err, p.entered
 	p.mu.Unlock()
 	if block != nil {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
 		select {
 		case <-block:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
+	if err != nil {
+		return nil, err
+	}
 	return p.f.View(), nil
+}
+
+// fail makes ConsistentView fail with err (nil: succeed again); blockOn makes it wait for c,
+func (p *fakePool) fail(err error) {
+	p.mu.Lock()
+	p.err = err
+	p.mu.Unlock()
+}
+
+// and the channel it returns receives a value as a call starts to wait.
+func (p *fakePool) blockOn(c chan struct{}) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.block, p.entered = c, make(chan struct{}, 1)
+	return p.entered
 }
 
 // set replaces any unread leadership value, as cluster's coalescing feed does.
@@ -250,6 +277,51 @@ func TestTakeoverInterruptedByLossTakesNoVIP(t *testing.T) {
 	close(block)
 	r.pool.set(cluster.Leadership{IsLeader: true, Term: 4})
 	eventually(t, "VIPs after the next takeover", func() bool { return len(r.holds()) == 2 })
+}
+
+// The announcer's re-announcements wait for ConfirmLeadership (issue 6, fencing by lease): it
+// confirms only a director that leads, whose Raft node has just confirmed the leadership, and
+// that still leads when the confirmation comes back.
+func TestConfirmLeadership(t *testing.T) {
+	r := newOwnerRig(t, false)
+	r.seedTable()
+	r.pool.set(cluster.Leadership{})
+	r.start()
+	ctx := context.Background()
+	if err := r.d.ConfirmLeadership(ctx); !errors.Is(err, director.ErrNotLeading) {
+		t.Errorf("a follower's confirmation: %v, want ErrNotLeading", err)
+	}
+
+	r.pool.set(cluster.Leadership{IsLeader: true, Term: 2})
+	eventually(t, "leading", func() bool { return r.d.Status().Leader })
+	if err := r.d.ConfirmLeadership(ctx); err != nil {
+		t.Errorf("the leader's confirmation: %v", err)
+	}
+
+	// A leader cut off from its quorum: Raft cannot confirm, and neither does the director.
+	lost := errors.New("leadership lost while committing log")
+	r.pool.fail(lost)
+	if err := r.d.ConfirmLeadership(ctx); !errors.Is(err, lost) {
+		t.Errorf("confirmation without a quorum: %v, want %v", err, lost)
+	}
+	r.pool.fail(nil)
+
+	// Deposed while the check runs (a follower's ConsistentView asks the new leader, and
+	// succeeds): not confirmed.
+	block := make(chan struct{})
+	entered := r.pool.blockOn(block)
+	errc := make(chan error, 1)
+	go func() { errc <- r.d.ConfirmLeadership(ctx) }()
+	<-entered
+	r.pool.set(cluster.Leadership{IsLeader: false, Term: 3, LeaderID: "b"})
+	eventually(t, "VIPs released", func() bool { return len(r.holds()) == 0 })
+	close(block)
+	if err := <-errc; !errors.Is(err, director.ErrNotLeading) {
+		t.Errorf("confirmation by a leader deposed meanwhile: %v, want ErrNotLeading", err)
+	}
+	if err := r.d.ConfirmLeadership(ctx); !errors.Is(err, director.ErrNotLeading) {
+		t.Errorf("a deposed leader's confirmation: %v, want ErrNotLeading", err)
+	}
 }
 
 func TestLeaderFollowsTableAndRepairsVIPs(t *testing.T) {

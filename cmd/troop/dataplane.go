@@ -38,6 +38,9 @@ func newDataplane(ac config.Agent, dev bool, f *fsm.FSM, node *cluster.Node, log
 			Repeats: dc.Announce.Repeats, Interval: dc.Announce.Interval, Refresh: dc.Announce.Refresh,
 		},
 		Sender: dp.packets, Listener: dp.packets, Log: log,
+		// Re-announcements only once the leadership is confirmed (issue 6, fencing by lease).
+		// dp.dir is set below, before anything runs.
+		Confirm: func(ctx context.Context) error { return dp.dir.ConfirmLeadership(ctx) },
 	})
 	if err != nil {
 		dp.close()
