@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -14,19 +13,7 @@ import (
 // host dies (SIGKILL and its link cut) the VIPs move, and the client's neighbour entries follow
 // the new leader's gratuitous ARP / unsolicited NA without the client sending anything.
 func TestDirectorsMoveTheVIP(t *testing.T) {
-	p := newPool(t, lvs.Config{})
-	p.apply(fmt.Sprintf(`
-service "web" {
-  vip  = %q
-  port = 80
-  real %q {}
-}
-service "web6" {
-  vip  = %q
-  port = 80
-  real %q {}
-}
-`, lvs.VIP, lvs.RealAddr(1), lvs.VIP6, p.Node("r1").Addr6()))
+	p := newVIPPool(t, true)
 
 	leader := p.leader
 	for _, vip := range []string{lvs.VIP, lvs.VIP6} {

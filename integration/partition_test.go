@@ -17,14 +17,7 @@ import (
 // before the new leader takes it, so the client never hears two MACs answer for the VIP; once
 // the partition heals, the old leader rejoins as a follower and stays without the VIP.
 func TestPartitionedLeaderLetsGo(t *testing.T) {
-	p := newPool(t, lvs.Config{})
-	p.apply(fmt.Sprintf(`
-service "web" {
-  vip  = %q
-  port = 80
-  real %q {}
-}
-`, lvs.VIP, lvs.RealAddr(1)))
+	p := newVIPPool(t, false)
 
 	var runs []partitionRun
 	for i := range partitionRuns() {
@@ -49,6 +42,31 @@ service "web" {
 	if late > 0 {
 		t.Errorf("two MACs answered for the VIP: %d echo replies or ARP answers from an old leader after the new one answered; the largest overlap was %s (target: none)", late, worst)
 	}
+}
+
+// newVIPPool starts a pool (newPool) and applies a table that puts lvs.VIP on the leader
+// (service "web", real r1) and, with v6, lvs.VIP6 too (service "web6"): on a kernel without
+// IPVS the agents serve the VIPs only.
+func newVIPPool(t *testing.T, v6 bool) *lvsPool {
+	t.Helper()
+	p := newPool(t, lvs.Config{})
+	table := fmt.Sprintf(`
+service "web" {
+  vip  = %q
+  port = 80
+  real %q {}
+}
+`, lvs.VIP, lvs.RealAddr(1))
+	if v6 {
+		table += fmt.Sprintf(`service "web6" {
+  vip  = %q
+  port = 80
+  real %q {}
+}
+`, lvs.VIP6, p.Node("r1").Addr6())
+	}
+	p.apply(table)
+	return p
 }
 
 // partitionRuns is how many partitions TestPartitionedLeaderLetsGo makes (TROOP_PARTITION_RUNS).
