@@ -347,7 +347,10 @@ func (p *lvsPool) loseLeader(crash bool) failover {
 }
 
 // rejoin brings a former leader back (after a crash: as a rebooted host with an empty kernel)
-// and checks it returns as a follower without ever holding the VIP beside the leader.
+// and checks it returns without ever holding the VIP beside another director. It should come
+// back as a follower; a slow guest can hold an election meanwhile (a follower missing its
+// heartbeats), which may make it leader: then it holds the VIP alone, which the checks accept
+// and the log says.
 func (p *lvsPool) rejoin(old string, rebooted bool) {
 	p.t.Helper()
 	if rebooted {
@@ -360,16 +363,21 @@ func (p *lvsPool) rejoin(old string, rebooted bool) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if h := p.Holders(lvs.VIP); len(h) > 1 || slices.Contains(h, old) {
-			p.t.Fatalf("while %s rejoined, the VIP was held by %v", old, h)
+		if h := p.Holders(lvs.VIP); len(h) > 1 {
+			p.t.Fatalf("while %s rejoined, the VIP was held by %v at once", old, h)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if l := p.waitLeader(); l != p.leader {
-		p.t.Errorf("leader after %s rejoined: %s, want %s unchanged", old, l, p.leader)
+	l := p.waitLeader()
+	p.waitFor(5*time.Second, "the leader "+l+" alone holds the VIP", func() bool {
+		return slices.Equal(p.Holders(lvs.VIP), []string{l})
+	})
+	if l != p.leader {
+		p.t.Logf("an election while %s rejoined: the leader is %s now, not %s", old, l, p.leader)
+		p.leader = l
 	}
 	st, err := p.Status(p.ctx, old)
-	if err != nil || st.Role != "follower" {
+	if err != nil || (st.Role != "follower" && old != l) {
 		p.t.Errorf("%s after rejoining: role %q (%v), want follower", old, st.Role, err)
 	}
 }
