@@ -8,6 +8,7 @@ replace github.com/hashicorp/go-metrics => github.com/hashicorp/go-metrics v0.6.
 require (
 	github.com/agext/levenshtein v1.2.1
 	github.com/cloudflare/ipvs v0.12.0
+	github.com/creack/pty v1.1.24
 	github.com/google/go-cmp v0.7.0
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/hcl/v2 v2.25.0
@@ -22,6 +23,7 @@ require (
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5
 	github.com/zclconf/go-cty v1.19.0
+	go.bug.st/serial v1.8.0
 	go.etcd.io/bbolt v1.3.11
 	golang.org/x/net v0.57.0
 	golang.org/x/sys v0.47.0

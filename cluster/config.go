@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,10 @@ type Config struct {
 	// that is not a witness) whenever it becomes leader. It stays leader only while no director
 	// answers, so that the table stays writable.
 	Witness bool
+
+	// Serial lists serial heartbeat links, at most one per peer (see SerialConfig). Zero
+	// Baud, Keepalive and Deadtime take the DefaultSerial values.
+	Serial []SerialConfig
 
 	// Dev runs a single-node pool with in-memory storage and transport that bootstraps itself:
 	// nothing survives a restart. Like `consul agent -dev`.
@@ -230,6 +235,36 @@ func (c *Config) Validate() error {
 	if c.SnapshotThreshold == 0 {
 		bad("SnapshotThreshold", "0", "must be positive")
 	}
+	peers := map[string]bool{}
+	for i, s := range c.Serial {
+		s = s.withDefaults()
+		field := fmt.Sprintf("Serial[%d].", i)
+		switch {
+		case s.Peer == "" || len(s.Peer) > maxIDLen:
+			bad(field+"Peer", s.Peer, "must be a node ID of 1 to %d bytes", maxIDLen)
+		case s.Peer == c.NodeID:
+			bad(field+"Peer", s.Peer, "is this node")
+		case peers[s.Peer]:
+			bad(field+"Peer", s.Peer, "has a serial link already")
+		}
+		peers[s.Peer] = true
+		if s.Device == "" {
+			bad(field+"Device", "", "is required")
+		}
+		if s.Baud < 0 {
+			bad(field+"Baud", strconv.Itoa(s.Baud), "must be positive")
+		}
+		if len(s.Key) < minSerialKey {
+			bad(field+"Key", "(secret)", "must be at least %d bytes", minSerialKey)
+		}
+		checkMin(field+"Keepalive", s.Keepalive, minTimeout)
+		if s.Deadtime < 2*s.Keepalive {
+			bad(field+"Deadtime", s.Deadtime.String(), "must be at least twice Keepalive (%s), or one late frame marks the link down", s.Keepalive)
+		}
+	}
+	if len(c.NodeID) > maxIDLen && len(c.Serial) > 0 {
+		bad("NodeID", c.NodeID, "must be at most %d bytes to be sent over a serial link", maxIDLen)
+	}
 	return errors.Join(errs...)
 }
 
@@ -261,6 +296,10 @@ func checkHostPort(s string, listen bool) error {
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Serial = slices.Clone(c.Serial)
+	for i := range c.Serial {
+		c.Serial[i] = c.Serial[i].withDefaults()
 	}
 	return c
 }

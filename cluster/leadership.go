@@ -115,12 +115,19 @@ func (n *Node) watchLeadership(r *raft.Raft, notify <-chan bool, obs <-chan raft
 	isLeader := false
 	for {
 		addr, id := r.LeaderWithID()
-		n.feed.publish(Leadership{IsLeader: isLeader, Term: r.CurrentTerm(), LeaderID: string(id), LeaderAddr: string(addr)})
+		term := r.CurrentTerm()
+		// A fenced term is published as lost leadership: the director drops the VIPs at once,
+		// while Raft steps down on its own once its lease runs out.
+		leading := isLeader && term > n.fencedTerm.Load()
+		n.feed.publish(Leadership{IsLeader: leading, Term: term, LeaderID: string(id), LeaderAddr: string(addr)})
 		select {
 		case v := <-notify:
 			isLeader = v
+			n.contact.reset()
 			n.log.Info("leadership changed", "op", "leadership", "leader", v, "term", r.CurrentTerm())
-		case <-obs:
+		case o := <-obs:
+			n.contact.observe(o)
+		case <-n.fenced:
 		case <-stop:
 			return
 		}

@@ -43,6 +43,16 @@ type Node struct {
 
 	// feed carries Leadership to WatchLeadership's channels.
 	feed leadershipFeed
+
+	// links are the serial heartbeat links (Config.Serial); Run runs them.
+	links []*serialLink
+	// fencedTerm is a term in which this node, though Raft may still call it leader, must not
+	// act as one: a serial frame said a newer term has another leader (see fenceFrom).
+	fencedTerm atomic.Uint64
+	// fenced wakes watchLeadership to publish the fence.
+	fenced chan struct{}
+	// contact is the leader's view of which followers' heartbeats fail.
+	contact heartbeatFailures
 }
 
 type lifecycle int
@@ -134,6 +144,10 @@ func newNode(cfg Config, f *fsm.FSM, d deps) (n *Node, err error) {
 		net:        d.net,
 		hasState:   hasState,
 		leaderWait: max(10*cfg.ElectionTimeout, time.Second),
+		fenced:     make(chan struct{}, 1),
+	}
+	for _, sc := range cfg.Serial {
+		n.links = append(n.links, newSerialLink(sc, cfg.NodeID, openSerial(sc), n.localView, n.fenceFrom, log))
 	}
 	n.rfsm = n.adapter
 	if d.wrapFSM != nil {
@@ -199,7 +213,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	obsCh := make(chan raft.Observation, 16)
 	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
-		case raft.LeaderObservation, raft.RaftState:
+		case raft.LeaderObservation, raft.RaftState, raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
 			return true
 		}
 		return false
@@ -216,6 +230,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	wg.Go(func() { n.bootstrap(runCtx, r) })
 	if n.cfg.Witness {
 		wg.Go(func() { n.handBack(runCtx, r) })
+	}
+	for _, l := range n.links {
+		wg.Go(func() { l.Run(runCtx) })
 	}
 	n.log.Info("raft node started", "op", "run", "addr", n.net.Addr(), "existing_state", n.hasState)
 
@@ -595,7 +612,7 @@ func (n *Node) forward(ctx context.Context, r *raft.Raft, req *rpcRequest) (*rpc
 
 // Status reports the node's Raft view. Before Run and after it returns, Role is Shutdown.
 func (n *Node) Status() Status {
-	st := Status{ID: n.cfg.NodeID, Role: Shutdown, Witness: n.cfg.Witness, Peers: []Peer{}}
+	st := Status{ID: n.cfg.NodeID, Role: Shutdown, Witness: n.cfg.Witness, Peers: []Peer{}, Serial: n.SerialStatus()}
 	r := n.raft.Load()
 	if r == nil {
 		return st

@@ -47,6 +47,8 @@ type Status struct {
 	AppliedIndex uint64 `json:"applied_index"`
 	LastIndex    uint64 `json:"last_index"`
 	Peers        []Peer `json:"peers"`
+	// Serial is every serial heartbeat link with this node's verdict on its peer.
+	Serial []SerialStatus `json:"serial,omitempty"`
 }
 
 // Errors callers branch on.

@@ -195,7 +195,11 @@ func newAgent(ac config.Agent, o agentOptions, log *slog.Logger) (_ *agent, err 
 			a.close()
 		}
 	}()
-	if a.node, err = cluster.New(clusterConfig(ac, o.dev, log.With("component", "cluster")), a.fsm); err != nil {
+	cc := clusterConfig(ac, o.dev, log.With("component", "cluster"))
+	if cc.Serial, err = serialConfigs(ac.Serial); err != nil {
+		return nil, err
+	}
+	if a.node, err = cluster.New(cc, a.fsm); err != nil {
 		return nil, err
 	}
 	if a.witness {
@@ -265,6 +269,9 @@ func (a *agent) run(ctx context.Context, o agentOptions) error {
 	}
 	workWG.Go(func() { a.feedHealth(workCtx) })
 	workWG.Go(func() { a.events.FeedLeadership(a.nodeID, leadership) })
+	if len(a.node.SerialStatus()) > 0 {
+		workWG.Go(func() { watchPeers(workCtx, a.node.SerialStatus, a.events) })
+	}
 
 	failed := make(chan error, 2)
 	nodeWG.Go(func() {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/troop-lb/troop/api"
 	"github.com/troop-lb/troop/director"
@@ -94,6 +95,7 @@ func status(ctx context.Context, c *call, verbose bool) error {
 		fmt.Fprintln(c.stdout, "\nKernel IPVS table (! marks a difference from the table above):")
 		writeKernelTable(c.stdout, dpInfo.Services)
 	}
+	writeSerial(c.stdout, st.Serial, time.Now())
 	if checks != nil {
 		writeChecks(c.stdout, *checks)
 	}

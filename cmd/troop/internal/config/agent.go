@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/troop-lb/troop/fsm"
 )
@@ -36,7 +37,29 @@ type Agent struct {
 	API      API
 	Raft     Raft
 	Director Director
+	// Serial lists serial heartbeat links, one per peer at most.
+	Serial []Serial
 }
+
+// Serial is one serial heartbeat link (a `serial { ... }` block): the successor of Heartbeat's
+// serial, baud, keepalive, deadtime and authkeys. Zero Baud, Keepalive and Deadtime take
+// cluster's defaults (19200 baud, 200ms, 1s).
+type Serial struct {
+	// Peer is the node ID of the director at the other end of the cable. Required.
+	Peer string
+	// Device is the serial port, /dev/ttyS0. Required.
+	Device    string
+	Baud      int
+	Keepalive time.Duration
+	Deadtime  time.Duration
+	// Key is the shared HMAC key, at least MinSerialKey bytes; or KeyFile names a file holding
+	// it (read by the agent at start, trailing newlines dropped). Exactly one is required.
+	Key     string
+	KeyFile string
+}
+
+// MinSerialKey is the shortest serial link key accepted (128 bits, as cluster requires).
+const MinSerialKey = 16
 
 // API configures the HTTP API.
 type API struct {
@@ -116,6 +139,7 @@ func ParseAgent(filename string, src []byte) (Agent, error) {
 					d.director(b, &a.Director)
 				}
 			}},
+			"serial": {decode: func(b *hclsyntax.Block) { d.serial(b, &a.Serial) }},
 		},
 	})
 	if len(d.diags) > 0 {
@@ -158,6 +182,31 @@ func (d *decoder) raft(b *hclsyntax.Block, r *Raft) {
 			}},
 		},
 	})
+}
+
+// serial decodes one serial block. Its field path names the peer (`serial "d2" device`), so
+// that a second link to the same peer is refused and errors point at the right block.
+func (d *decoder) serial(b *hclsyntax.Block, links *[]Serial) {
+	var s Serial
+	if a, ok := b.Body.Attributes["peer"]; ok {
+		if v, hds := a.Expr.Value(nil); !hds.HasErrors() && v.Type() == cty.String && v.IsKnown() && !v.IsNull() {
+			s.Peer = v.AsString()
+		}
+	}
+	path := "serial " + strconv.Quote(s.Peer)
+	if !d.define(path, b) {
+		return
+	}
+	d.body(b.Body, path, schema{attrs: map[string]setter{
+		"peer":      text(&s.Peer),
+		"device":    text(&s.Device),
+		"baud":      number(&s.Baud, 1, math.MaxInt32),
+		"keepalive": duration(&s.Keepalive, 1),
+		"deadtime":  duration(&s.Deadtime, 1),
+		"key":       text(&s.Key),
+		"key_file":  text(&s.KeyFile),
+	}})
+	*links = append(*links, s)
 }
 
 // Validate checks what the configuration alone can tell, whatever it was built from: required
@@ -237,6 +286,7 @@ func (a Agent) problems() []*fsm.FieldError {
 	}
 	ps = append(ps, peerProblems(a.NodeID, r.Peers)...)
 	ps = append(ps, a.Director.problems()...)
+	ps = append(ps, serialProblems(a.NodeID, a.Serial)...)
 
 	timeouts := []struct {
 		field string
@@ -264,6 +314,39 @@ func (a Agent) problems() []*fsm.FieldError {
 	}
 	if r.CommitTimeout != 0 && r.HeartbeatTimeout != 0 && r.CommitTimeout > r.HeartbeatTimeout {
 		bad("raft commit_timeout", r.CommitTimeout.String(), "must not exceed heartbeat_timeout %s", r.HeartbeatTimeout)
+	}
+	return ps
+}
+
+// serialProblems checks the serial blocks; a second block for one peer was refused while
+// decoding.
+func serialProblems(self string, links []Serial) []*fsm.FieldError {
+	var ps []*fsm.FieldError
+	for _, s := range links {
+		path := "serial " + strconv.Quote(s.Peer)
+		bad := func(field, value, reason string, args ...any) {
+			ps = append(ps, invalid(join(path, field), value, reason, args...))
+		}
+		switch {
+		case s.Peer == "":
+			bad("peer", "", "is required: the node ID of the director at the other end")
+		case !nodeIDRE.MatchString(s.Peer):
+			bad("peer", s.Peer, nodeIDRule)
+		case s.Peer == self:
+			bad("peer", s.Peer, "is this node")
+		}
+		if s.Device == "" {
+			bad("device", "", "is required")
+		}
+		switch {
+		case (s.Key == "") == (s.KeyFile == ""):
+			bad("key", "", "give exactly one of key or key_file: the secret shared with the peer")
+		case s.KeyFile == "" && len(s.Key) < MinSerialKey:
+			bad("key", "(secret)", "must be at least %d bytes", MinSerialKey)
+		}
+		if s.Keepalive != 0 && s.Deadtime != 0 && s.Deadtime < 2*s.Keepalive {
+			bad("deadtime", s.Deadtime.String(), "must be at least twice keepalive %s, or one late frame marks the link down", s.Keepalive)
+		}
 	}
 	return ps
 }
