@@ -207,14 +207,15 @@ func TestLVSRealServerDownAndBack(t *testing.T) {
 	}
 
 	// A client port whose last connection went to r1: the client reuses it once r1 is gone.
+	// Ports above Linux's ephemeral range (32768-60999), so that the load below never takes one.
 	reusedPort := 0
-	for port := 40000; port < 40020 && reusedPort == 0; port++ {
+	for port := 61000; port < 61020 && reusedPort == 0; port++ {
 		if s, err := p.GetFromPort(p.ctx, webURL, port, 2*time.Second); err == nil && s == "r1" {
 			reusedPort = port
 		}
 	}
 	if reusedPort == 0 {
-		t.Fatal("no request from ports 40000-40019 reached r1")
+		t.Fatal("no request from ports 61000-61019 reached r1")
 	}
 
 	load := p.StartLoad(p.ctx, webURL, 20*time.Millisecond, 2*time.Second)
