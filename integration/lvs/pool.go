@@ -64,6 +64,9 @@ type Config struct {
 	Timing    Timing
 	// ReconcileInterval is the directors' full comparison with the kernel; 0 keeps the default.
 	ReconcileInterval time.Duration
+	// DirectorExtra is HCL appended, at the top level, to the named directors' agent files
+	// ("d1" → a serial block, say); directors not named get none.
+	DirectorExtra map[string]string
 	// Log receives a line per step ("start d1", "kill d2"); nil discards.
 	Log io.Writer
 }
@@ -303,6 +306,12 @@ func (p *Pool) agentConfig(n int) string {
 		fmt.Fprintf(&b, "  reconcile_interval = %q\n", p.cfg.ReconcileInterval.String())
 	}
 	b.WriteString("  sync_daemon {\n    interface = \"eth0\"\n    sync_id = 1\n  }\n}\n")
+	if extra := p.cfg.DirectorExtra[directorName(n)]; extra != "" {
+		b.WriteString(extra)
+		if !strings.HasSuffix(extra, "\n") {
+			b.WriteString("\n")
+		}
+	}
 	return b.String()
 }
 
