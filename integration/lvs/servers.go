@@ -1,12 +1,14 @@
 package lvs
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"strings"
 	"time"
 )
@@ -66,38 +68,63 @@ func (p *Pool) StopServing(node string, port int) error {
 // Get fetches url from the client host over a new connection and returns the server's name
 // (from its page).
 func (p *Pool) Get(ctx context.Context, url string, timeout time.Duration) (string, error) {
-	return p.get(ctx, p.http, url, timeout)
-}
-
-// GetFromPort is Get from a fixed client port, as a client reusing a port does.
-func (p *Pool) GetFromPort(ctx context.Context, url string, port int, timeout time.Duration) (string, error) {
-	client := p.nodes[ClientName].NS
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := client.Do(func() error {
-			d := net.Dialer{LocalAddr: &net.TCPAddr{Port: port}}
-			var err error
-			c, err = d.DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}
-	hc := &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
-	return p.get(ctx, hc, url, timeout)
-}
-
-func (p *Pool) get(ctx context.Context, hc *http.Client, url string, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
 	}
-	resp, err := hc.Do(req)
+	resp, err := p.http.Do(req)
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
+	return pageServer(resp)
+}
+
+// GetFromPort fetches url's page over HTTP/1.0 from a fixed client port, as a client reusing a
+// port does, and returns the server's name. The server closes first (HTTP/1.0) and the client
+// only after reading to the end, so the client keeps no TIME_WAIT on the port and may use it
+// again at once, while IPVS has seen the connection end the usual way.
+func (p *Pool) GetFromPort(ctx context.Context, url string, port int, timeout time.Duration) (string, error) {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return "", err
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var c net.Conn
+	err = p.nodes[ClientName].NS.Do(func() error {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{Port: port}}
+		var err error
+		c, err = d.DialContext(ctx, "tcp", addr)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	deadline, _ := ctx.Deadline()
+	c.SetDeadline(deadline)
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", u.RequestURI(), u.Host); err != nil {
+		return "", err
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return "", err
+	}
+	name, err := pageServer(resp)
+	io.Copy(io.Discard, br) // until the server's FIN: then our close is the passive one
+	return name, err
+}
+
+// pageServer reads a response to the end and returns the name its page gives.
+func pageServer(resp *http.Response) (string, error) {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if err != nil {
 		return "", err
