@@ -31,10 +31,7 @@ func TestDirectorsMoveTheVIP(t *testing.T) {
 
 	oldMAC := p.mac(leader)
 	died := time.Now()
-	if err := p.CutLink(p.ctx, leader); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Kill(leader); err != nil {
+	if err := p.Crash(p.ctx, leader); err != nil {
 		t.Fatal(err)
 	}
 	for _, vip := range []string{lvs.VIP, lvs.VIP6} {

@@ -64,10 +64,7 @@ func TestLVSConnectionSurvivesCrash(t *testing.T) {
 		})
 	}
 	old := p.leader
-	if err := p.CutLink(p.ctx, old); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Kill(old); err != nil {
+	if err := p.Crash(p.ctx, old); err != nil {
 		t.Fatal(err)
 	}
 	var stall time.Duration

@@ -162,9 +162,8 @@ func (p *lvsPool) waitIPVS(director, vipPort string, timeout time.Duration, what
 	start := time.Now()
 	var last map[string]int
 	for time.Since(start) < timeout {
-		out, err := p.IPVS(p.ctx, director)
-		if err == nil {
-			if last = lvs.ParseDests(out, vipPort); cond(last) {
+		if m, err := p.Dests(p.ctx, director, vipPort); err == nil {
+			if last = m; cond(last) {
 				return time.Since(start)
 			}
 		}
@@ -300,10 +299,7 @@ func (p *lvsPool) loseLeader(crash bool) failover {
 		return slices.ContainsFunc(watch.Replies(), func(r lvs.Reply) bool { return r.MAC == oldMAC })
 	})
 	if crash {
-		if err := p.CutLink(p.ctx, old); err != nil {
-			p.t.Fatal(err)
-		}
-		if err := p.Kill(old); err != nil {
+		if err := p.Crash(p.ctx, old); err != nil {
 			p.t.Fatal(err)
 		}
 	} else if err := p.Stop(old, 15*time.Second); err != nil {

@@ -77,10 +77,7 @@ func TestWitnessPoolSurvivesEitherDirector(t *testing.T) {
 			p.leader = p.directorLeads(5 * time.Second)
 		}
 		died := time.Now()
-		if err := p.CutLink(p.ctx, victim); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Kill(victim); err != nil {
+		if err := p.Crash(p.ctx, victim); err != nil {
 			t.Fatal(err)
 		}
 		if l := p.directorLeads(15 * time.Second); l != survivor {

@@ -255,10 +255,7 @@ func (l *lab) scenario2() error {
 	}
 	l.say("%s's host crashes: its link is cut and its agent SIGKILLed", old)
 	t0 := time.Now()
-	if err := l.p.CutLink(l.ctx, old); err != nil {
-		return err
-	}
-	if err := l.p.Kill(old); err != nil {
+	if err := l.p.Crash(l.ctx, old); err != nil {
 		return err
 	}
 	leader, err := l.p.WaitLeader(l.ctx, 15*time.Second)

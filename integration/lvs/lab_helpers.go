@@ -20,12 +20,12 @@ func (p *Pool) Dests(ctx context.Context, director, vipPort string) (map[string]
 	if err != nil {
 		return nil, err
 	}
-	return ParseDests(out, vipPort), nil
+	return parseDests(out, vipPort), nil
 }
 
-// ParseDests reads `ipvsadm -Ln` output into the destinations of the TCP service vipPort,
+// parseDests reads `ipvsadm -Ln` output into the destinations of the TCP service vipPort,
 // address:port → weight.
-func ParseDests(ipvsadmLn, vipPort string) map[string]int {
+func parseDests(ipvsadmLn, vipPort string) map[string]int {
 	dests := map[string]int{}
 	in := false
 	for _, line := range strings.Split(ipvsadmLn, "\n") {

@@ -402,10 +402,15 @@ func (p *Pool) Stop(name string, timeout time.Duration) error {
 	}
 }
 
-// CutLink takes node's cable out: the bridge's end of its veth goes down.
-func (p *Pool) CutLink(ctx context.Context, node string) error {
+// Crash is director node's host dying: its cable is pulled (the bridge's end of its veth goes
+// down), then its agent is killed with SIGKILL. Its kernel state stays, out of reach, as a dead
+// host's would; Reboot brings the host back empty.
+func (p *Pool) Crash(ctx context.Context, node string) error {
 	p.logf("cut %s's link", node)
-	return p.in(ctx, p.hub, "ip", "link", "set", p.nodes[node].link, "down")
+	if err := p.in(ctx, p.hub, "ip", "link", "set", p.nodes[node].link, "down"); err != nil {
+		return err
+	}
+	return p.Kill(node)
 }
 
 // Reboot gives node a fresh namespace, as a host that crashed and came back has an empty
