@@ -5,8 +5,14 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/troop
-# Seconds each fuzz target runs during `make test`.
-FUZZTIME ?= 10s
+# Inputs each fuzz target tries during `make test`, roughly 10 s each here. A count, not a
+# duration: Go's coordinator can fail a duration run with a bare "context deadline exceeded" when a
+# starved worker misses the deadline (seen in CI); a count has no deadline to race. FUZZTIME=30s
+# still works for a longer local run.
+FUZZTIME ?=
+FUZZ_DECODE ?= $(or $(FUZZTIME),60000x)
+FUZZ_TABLE  ?= $(or $(FUZZTIME),20000x)
+FUZZ_AGENT  ?= $(or $(FUZZTIME),60000x)
 
 .PHONY: all build test unit fuzz integration lint bench lab deps clean
 
@@ -38,9 +44,9 @@ unit: deps
 	TROOP_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 15m ./...
 
 fuzz: deps
-	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./cmd/troop/internal/config -run '^$$' -fuzz '^FuzzParseTable$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./cmd/troop/internal/config -run '^$$' -fuzz '^FuzzParseAgent$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZ_DECODE)
+	$(GO) test ./cmd/troop/internal/config -run '^$$' -fuzz '^FuzzParseTable$$' -fuzztime $(FUZZ_TABLE)
+	$(GO) test ./cmd/troop/internal/config -run '^$$' -fuzz '^FuzzParseAgent$$' -fuzztime $(FUZZ_AGENT)
 
 # The VM tier: Debian's stock kernel under qemu (TCG, no network device) with real IPVS runs the
 # TestLVS* scenarios (integration/lvs_test.go). The first run installs qemu-system-x86, ipvsadm and
