@@ -23,6 +23,8 @@ type Backend interface {
 	ConsistentView(ctx context.Context) (*fsm.State, error)
 	// Status reports the node's Raft view.
 	Status() cluster.Status
+	// Members lists the directors this node knows of, from gossip and Raft.
+	Members() []cluster.Member
 	// TransferLeadership hands leadership to the peer id, or to the most up-to-date follower
 	// when id is empty. It is forwarded to the leader.
 	TransferLeadership(ctx context.Context, id string) error

@@ -144,6 +144,13 @@ func (c *Client) Status(ctx context.Context, opts ReadOptions) (Status, ReadMeta
 	return out, meta, err
 }
 
+// Members lists the directors the serving node knows of (gossip, Raft, serial link).
+func (c *Client) Members(ctx context.Context) ([]cluster.Member, error) {
+	var out MemberList
+	_, err := c.read(ctx, "/v1/members", ReadOptions{}, &out)
+	return out.Members, err
+}
+
 // Peers lists the servers of the Raft configuration.
 func (c *Client) Peers(ctx context.Context, opts ReadOptions) ([]cluster.Peer, ReadMeta, error) {
 	var out PeerList

@@ -25,6 +25,17 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listMembers answers with every director this node knows of: gossip state, Raft suffrage, role,
+// version and serial link verdict. It is this node's view; ask another node for its own.
+func (s *Server) listMembers(w http.ResponseWriter, r *http.Request) error {
+	members := s.b.Members()
+	if members == nil {
+		members = []cluster.Member{}
+	}
+	writeJSON(w, http.StatusOK, MemberList{Members: members})
+	return nil
+}
+
 // listPeers answers with the Raft configuration as this node knows it. With ?consistent the node
 // has first caught up with the leader, so the list includes every committed membership change.
 func (s *Server) listPeers(w http.ResponseWriter, r *http.Request) error {

@@ -58,6 +58,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/dataplane", s.getDataplane)
 	s.handle("GET /v1/events", s.getEvents)
 	s.handle("GET /v1/checks", s.getChecks)
+	s.handle("GET /v1/members", s.listMembers)
 	s.handle("GET /v1/operator/raft/peers", s.listPeers)
 	s.handle("DELETE /v1/operator/raft/peers/{id}", s.removePeer)
 	s.handle("POST /v1/operator/raft/transfer-leadership", s.transferLeadership)

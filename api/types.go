@@ -64,6 +64,11 @@ type Status struct {
 	Reals    int    `json:"reals"`
 }
 
+// MemberList is the answer to GET /v1/members.
+type MemberList struct {
+	Members []cluster.Member `json:"members"`
+}
+
 // PeerList is the answer to GET /v1/operator/raft/peers.
 type PeerList struct {
 	Peers []cluster.Peer `json:"peers"`

@@ -47,8 +47,10 @@ func (n *Node) bootstrap(ctx context.Context, r *raft.Raft) {
 		if !n.expect(ctx, r) {
 			n.joinLoop(ctx, r)
 		}
-	default:
+	case len(n.cfg.Join) > 0:
 		n.joinLoop(ctx, r)
+	default:
+		n.log.Info("waiting for the leader to add this node through gossip", "op", "bootstrap", "gossip_join", n.cfg.Gossip.Join)
 	}
 }
 
@@ -192,10 +194,21 @@ func (n *Node) joinVia(ctx context.Context, addr string) error {
 	return err
 }
 
-// joinLeader adds server id at addr as a voter; it runs on the leader. A server already present
-// with the same ID and address is left alone; one with the same ID or the same address (a
-// restarted server with a new address, a reinstalled one with a new ID) is replaced.
+// joinLeader adds server id at addr, on the leader: as a voter, or as a non-voter when gossip
+// runs, since the autopilot then promotes it once it has caught up.
 func (n *Node) joinLeader(r *raft.Raft, id, addr string) error {
+	suffrage := raft.Voter
+	if n.cfg.Gossip != nil {
+		suffrage = raft.Nonvoter
+	}
+	return n.addServer(r, id, addr, suffrage)
+}
+
+// addServer adds server id at addr with the given suffrage; it runs on the leader. A server
+// already present with the same ID and address is left alone (a voter is never demoted); one
+// with the same ID or the same address (a restarted server with a new address, a reinstalled one
+// with a new ID) is replaced.
+func (n *Node) addServer(r *raft.Raft, id, addr string, suffrage raft.ServerSuffrage) error {
 	if r.State() != raft.Leader {
 		return raft.ErrNotLeader
 	}
@@ -211,8 +224,11 @@ func (n *Node) joinLeader(r *raft.Raft, id, addr string) error {
 	}
 	for _, s := range f.Configuration().Servers {
 		sameID, sameAddr := string(s.ID) == id, string(s.Address) == addr
-		if sameID && sameAddr && s.Suffrage == raft.Voter {
+		if sameID && sameAddr && (s.Suffrage == raft.Voter || s.Suffrage == suffrage) {
 			return nil
+		}
+		if sameID && sameAddr {
+			break // a non-voter to promote: AddVoter below does it in place
 		}
 		if sameID || sameAddr {
 			if string(s.ID) == n.cfg.NodeID {
@@ -224,10 +240,14 @@ func (n *Node) joinLeader(r *raft.Raft, id, addr string) error {
 			n.log.Info("removed stale server", "op", "join", "peer_id", string(s.ID), "peer", string(s.Address))
 		}
 	}
-	if err := r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error(); err != nil {
+	add := r.AddVoter
+	if suffrage == raft.Nonvoter {
+		add = r.AddNonvoter
+	}
+	if err := add(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error(); err != nil {
 		return fmt.Errorf("join %s at %s: %w", id, addr, err)
 	}
-	n.log.Info("added server", "op", "join", "peer_id", id, "peer", addr)
+	n.log.Info("added server", "op", "join", "peer_id", id, "peer", addr, "suffrage", suffrage.String())
 	return nil
 }
 

@@ -58,6 +58,10 @@ type Config struct {
 	// answers, so that the table stays writable.
 	Witness bool
 
+	// Gossip, if set, runs memberlist gossip: membership, liveness, and discovery of new
+	// servers, which the leader adds to Raft (see GossipConfig). Start from DefaultGossip.
+	Gossip *GossipConfig
+
 	// Serial lists serial heartbeat links, at most one per peer (see SerialConfig). Zero
 	// Baud, Keepalive and Deadtime take the DefaultSerial values.
 	Serial []SerialConfig
@@ -171,8 +175,8 @@ func (c *Config) Validate() error {
 				bad("AdvertiseAddr", c.AdvertiseAddr, "is required when BindAddr %q listens on all addresses: other servers need an address to reach this one", c.BindAddr)
 			}
 		}
-		if len(c.Peers) == 0 && c.BootstrapExpect == 0 && len(c.Join) == 0 {
-			bad("Peers", "", "no bootstrap source: set Peers, BootstrapExpect or Join (a single server: BootstrapExpect = 1)")
+		if len(c.Peers) == 0 && c.BootstrapExpect == 0 && len(c.Join) == 0 && (c.Gossip == nil || len(c.Gossip.Join) == 0) {
+			bad("Peers", "", "no bootstrap source: set Peers, BootstrapExpect, Join or Gossip.Join (a single server: BootstrapExpect = 1)")
 		}
 	}
 
@@ -235,6 +239,9 @@ func (c *Config) Validate() error {
 	if c.SnapshotThreshold == 0 {
 		bad("SnapshotThreshold", "0", "must be positive")
 	}
+	if c.Gossip != nil {
+		c.Gossip.validate(c.Dev, bad)
+	}
 	peers := map[string]bool{}
 	for i, s := range c.Serial {
 		s = s.withDefaults()
@@ -296,6 +303,11 @@ func checkHostPort(s string, listen bool) error {
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Gossip != nil {
+		g := *c.Gossip
+		g.Join, g.Key = slices.Clone(g.Join), slices.Clone(g.Key)
+		c.Gossip = &g
 	}
 	c.Serial = slices.Clone(c.Serial)
 	for i := range c.Serial {

@@ -53,6 +53,8 @@ type Node struct {
 	fenced chan struct{}
 	// contact is the leader's view of which followers' heartbeats fail.
 	contact heartbeatFailures
+	// gossip is the memberlist member, while Run runs and Config.Gossip is set.
+	gossip atomic.Pointer[gossip]
 }
 
 type lifecycle int
@@ -202,6 +204,14 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		n.lifeMu.Unlock()
 	}()
 
+	var g *gossip
+	if gc := n.cfg.Gossip; gc != nil {
+		if g, err = startGossip(*gc, n.cfg.NodeID, memberMeta{Raft: n.net.Addr(), Version: gc.Version, Witness: n.cfg.Witness}, n.log); err != nil {
+			return err
+		}
+		n.gossip.Store(g)
+		defer g.stop()
+	}
 	n.net.Start()
 	// Raft blocks sending to NotifyCh; watchLeadership reads it until Raft has shut down.
 	notify := make(chan bool, 8)
@@ -233,6 +243,11 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	for _, l := range n.links {
 		wg.Go(func() { l.Run(runCtx) })
+	}
+	if g != nil {
+		wg.Go(func() { g.run(runCtx.Done(), func() map[string]bool { return raftServers(r) }) })
+		wg.Go(func() { g.probe(runCtx.Done()) })
+		wg.Go(func() { n.autopilot(runCtx, r, g) })
 	}
 	n.log.Info("raft node started", "op", "run", "addr", n.net.Addr(), "existing_state", n.hasState)
 

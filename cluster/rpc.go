@@ -26,7 +26,7 @@ import (
 const (
 	opApply              = "apply"               // commit an encoded command (leader only)
 	opReadIndex          = "read_index"          // confirm leadership, return the commit index (leader only)
-	opJoin               = "join"                // add the caller as a voter (leader only)
+	opJoin               = "join"                // add the caller (leader only; see joinLeader)
 	opRemovePeer         = "remove_peer"         // remove a server (leader only)
 	opTransferLeadership = "transfer_leadership" // hand leadership over (leader only)
 	opInfo               = "info"                // describe this node (any node; bootstrap_expect)

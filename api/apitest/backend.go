@@ -97,6 +97,19 @@ func (b *Backend) Status() cluster.Status {
 	return st
 }
 
+// Members lists the Raft servers as alive gossip members that advertise no version.
+func (b *Backend) Members() []cluster.Member {
+	var out []cluster.Member
+	for _, p := range b.Status().Peers {
+		m := cluster.Member{ID: p.ID, Gossip: cluster.GossipAlive, Raft: cluster.RaftVoter, RaftAddress: p.Address, Role: cluster.RoleDirector}
+		if p.Leader {
+			m.Raft = cluster.RaftLeader
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
 // TransferLeadership makes id the leader in a new term, or the next server after the leader when
 // id is empty.
 func (b *Backend) TransferLeadership(ctx context.Context, id string) error {

@@ -199,6 +199,9 @@ func newAgent(ac config.Agent, o agentOptions, log *slog.Logger) (_ *agent, err 
 	if cc.Serial, err = serialConfigs(ac.Serial); err != nil {
 		return nil, err
 	}
+	if cc.Gossip, err = gossipConfig(ac, cc.BindAddr, cc.AdvertiseAddr); err != nil {
+		return nil, err
+	}
 	if a.node, err = cluster.New(cc, a.fsm); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -37,8 +38,56 @@ type Agent struct {
 	API      API
 	Raft     Raft
 	Director Director
+	// Gossip, when the file has a gossip block, runs memberlist gossip. Its zero value means no
+	// block.
+	Gossip Gossip
 	// Serial lists serial heartbeat links, one per peer at most.
 	Serial []Serial
+}
+
+// Gossip is the `gossip { ... }` block: memberlist gossip for membership, liveness and discovery.
+type Gossip struct {
+	// Enabled is true when the file has a gossip block.
+	Enabled bool
+	// Address is the host:port gossip listens on (TCP and UDP); the Raft address's host with
+	// port DefaultGossipPort if empty.
+	Address   string
+	Advertise string
+	// Join lists gossip addresses of members to contact; if empty, the Raft peers' and Raft
+	// join hosts at this node's gossip port.
+	Join []string
+	// Key is the pool's gossip key, base64 of 16, 24 or 32 bytes (`troop keygen`); or KeyFile
+	// names a file holding it. Exactly one is required.
+	Key     string
+	KeyFile string
+
+	ProbeInterval     time.Duration
+	ProbeTimeout      time.Duration
+	GossipInterval    time.Duration
+	SuspicionMult     int
+	StabilizationTime time.Duration
+	// DeadServerCleanup is how long a dead director stays in Raft before the leader removes
+	// it; NeverCleanup (the text "never") keeps it until an operator removes it.
+	DeadServerCleanup time.Duration
+	MinQuorum         int
+}
+
+// DefaultGossipPort is gossip's port when the gossip block sets no address (Serf's LAN port).
+const DefaultGossipPort = 7946
+
+// NeverCleanup is Gossip.DeadServerCleanup when the file says dead_server_cleanup = "never".
+const NeverCleanup = time.Duration(-1)
+
+// DecodeGossipKey decodes a gossip key as the file writes it: base64 of 16, 24 or 32 bytes.
+func DecodeGossipKey(s string) ([]byte, error) {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	if err != nil {
+		return nil, errors.New("must be base64 (`troop keygen` makes one)")
+	}
+	if n := len(key); n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("must decode to 16, 24 or 32 bytes (AES-128, -192 or -256), not %d", n)
+	}
+	return key, nil
 }
 
 // Serial is one serial heartbeat link (a `serial { ... }` block): the successor of Heartbeat's
@@ -139,6 +188,11 @@ func ParseAgent(filename string, src []byte) (Agent, error) {
 					d.director(b, &a.Director)
 				}
 			}},
+			"gossip": {decode: func(b *hclsyntax.Block) {
+				if d.define("gossip", b) {
+					d.gossip(b, &a.Gossip)
+				}
+			}},
 			"serial": {decode: func(b *hclsyntax.Block) { d.serial(b, &a.Serial) }},
 		},
 	})
@@ -182,6 +236,37 @@ func (d *decoder) raft(b *hclsyntax.Block, r *Raft) {
 			}},
 		},
 	})
+}
+
+func (d *decoder) gossip(b *hclsyntax.Block, g *Gossip) {
+	g.Enabled = true
+	var cleanup string
+	d.body(b.Body, "gossip", schema{attrs: map[string]setter{
+		"address":             text(&g.Address),
+		"advertise":           text(&g.Advertise),
+		"join":                texts(&g.Join),
+		"key":                 text(&g.Key),
+		"key_file":            text(&g.KeyFile),
+		"probe_interval":      duration(&g.ProbeInterval, 1),
+		"probe_timeout":       duration(&g.ProbeTimeout, 1),
+		"gossip_interval":     duration(&g.GossipInterval, 1),
+		"suspicion_mult":      number(&g.SuspicionMult, 1, 100),
+		"stabilization_time":  duration(&g.StabilizationTime, 1),
+		"dead_server_cleanup": text(&cleanup),
+		"min_quorum":          number(&g.MinQuorum, 1, 100),
+	}})
+	switch cleanup {
+	case "":
+	case "never":
+		g.DeadServerCleanup = NeverCleanup
+	default:
+		v, err := time.ParseDuration(cleanup)
+		if err != nil || v <= 0 {
+			d.fail(invalid("gossip dead_server_cleanup", cleanup, `must be a positive duration ("10m") or "never"`))
+			return
+		}
+		g.DeadServerCleanup = v
+	}
 }
 
 // serial decodes one serial block. Its field path names the peer (`serial "d2" device`), so
@@ -287,6 +372,7 @@ func (a Agent) problems() []*fsm.FieldError {
 	ps = append(ps, peerProblems(a.NodeID, r.Peers)...)
 	ps = append(ps, a.Director.problems()...)
 	ps = append(ps, serialProblems(a.NodeID, a.Serial)...)
+	ps = append(ps, a.Gossip.problems()...)
 
 	timeouts := []struct {
 		field string
@@ -314,6 +400,45 @@ func (a Agent) problems() []*fsm.FieldError {
 	}
 	if r.CommitTimeout != 0 && r.HeartbeatTimeout != 0 && r.CommitTimeout > r.HeartbeatTimeout {
 		bad("raft commit_timeout", r.CommitTimeout.String(), "must not exceed heartbeat_timeout %s", r.HeartbeatTimeout)
+	}
+	return ps
+}
+
+func (g Gossip) problems() []*fsm.FieldError {
+	if !g.Enabled {
+		return nil
+	}
+	var ps []*fsm.FieldError
+	bad := func(field, value, reason string, args ...any) {
+		ps = append(ps, invalid("gossip "+field, value, reason, args...))
+	}
+	if g.Address != "" {
+		if reason := hostPortProblem(g.Address, true); reason != "" {
+			bad("address", g.Address, "%s", reason)
+		} else if g.Advertise == "" && listensEverywhere(g.Address) {
+			bad("address", g.Address, "listens on all interfaces, which peers cannot reach; set gossip advertise")
+		}
+	}
+	if g.Advertise != "" {
+		if reason := hostPortProblem(g.Advertise, false); reason != "" {
+			bad("advertise", g.Advertise, "%s", reason)
+		}
+	}
+	for _, j := range g.Join {
+		if reason := hostPortProblem(j, false); reason != "" {
+			bad("join", j, "%s", reason)
+		}
+	}
+	switch {
+	case (g.Key == "") == (g.KeyFile == ""):
+		bad("key", "", "give exactly one of key or key_file: the pool's shared gossip key (`troop keygen`)")
+	case g.Key != "":
+		if _, err := DecodeGossipKey(g.Key); err != nil {
+			bad("key", "(secret)", "%v", err)
+		}
+	}
+	if g.ProbeInterval != 0 && g.ProbeTimeout != 0 && g.ProbeTimeout >= g.ProbeInterval {
+		bad("probe_timeout", g.ProbeTimeout.String(), "must be shorter than probe_interval %s", g.ProbeInterval)
 	}
 	return ps
 }

@@ -91,9 +91,9 @@ var agentErrorCases = []struct {
 	},
 	{
 		name: "unknown keys and blocks",
-		src:  head + "gossip {\n  address = \"0.0.0.0:9702\"\n}\nraft {\n  adress = \"0.0.0.0:9701\"\n  peers = []\n}\nloglevel = \"info\"\n",
+		src:  head + "consul {\n  address = \"0.0.0.0:9702\"\n}\nraft {\n  adress = \"0.0.0.0:9701\"\n  peers = []\n}\nloglevel = \"info\"\n",
 		want: []string{
-			`agent.hcl:3:1: unknown block "gossip"`,
+			`agent.hcl:3:1: unknown block "consul"`,
 			`agent.hcl:7:3: raft: unknown key "adress"; did you mean "address"?`,
 			`agent.hcl:8:3: raft: unknown key "peers"; did you mean "peer"?`,
 			`agent.hcl:10:1: unknown key "loglevel"; did you mean "log_level"?`,
