@@ -7,6 +7,8 @@ package lvs
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -33,6 +35,8 @@ const (
 	FallbackAddr = "192.0.2.29"
 	apiPort      = 9700
 	raftPort     = 9701
+	// GossipPort is where directors gossip (the agent's default: the Raft host at 7946).
+	GossipPort = 7946
 )
 
 // DirectorAddr is director n's (1-based) address.
@@ -64,6 +68,14 @@ type Config struct {
 	Timing    Timing
 	// ReconcileInterval is the directors' full comparison with the kernel; 0 keeps the default.
 	ReconcileInterval time.Duration
+	// Gossip gives every director a gossip block with the pool's key (generated per pool) and
+	// GossipExtra inside it (timings, say).
+	Gossip      bool
+	GossipExtra string
+	// Founders is how many directors (d1 up) are in the static Raft peer list; 0 means all. The
+	// others, joiners, have no Raft bootstrap source: they gossip into the pool through d1 and
+	// wait for the leader to add them. StartAll starts the founders only.
+	Founders int
 	// DirectorExtra is HCL appended, at the top level, to the named directors' agent files
 	// ("d1" → a serial block, say); directors not named get none.
 	DirectorExtra map[string]string
@@ -94,6 +106,8 @@ type Pool struct {
 	agents  map[string]*agent
 	servers map[string]*http.Server
 	closers []io.Closer // echo listeners
+	// gossipKey is the pool's gossip key (base64), when Config.Gossip is set.
+	gossipKey string
 }
 
 type agent struct {
@@ -120,11 +134,16 @@ func New(ctx context.Context, cfg Config) (p *Pool, err error) {
 	if cfg.Reals == 0 {
 		cfg.Reals = 2
 	}
+	if cfg.Founders == 0 {
+		cfg.Founders = cfg.Directors
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
 	p = &Pool{cfg: cfg, prefix: fmt.Sprintf("tp%d", os.Getpid()%100000), nodes: map[string]*Node{},
-		agents: map[string]*agent{}, servers: map[string]*http.Server{}}
+		agents: map[string]*agent{}, servers: map[string]*http.Server{}, gossipKey: base64.StdEncoding.EncodeToString(key)}
 	p.hub = Netns(p.prefix + "-hub")
 	defer func() {
 		if err != nil {
@@ -289,8 +308,10 @@ func (p *Pool) agentConfig(n int) string {
 		filepath.Join(p.cfg.Dir, directorName(n)))
 	fmt.Fprintf(&b, "api {\n  address = \"0.0.0.0:%d\"\n}\n", apiPort)
 	fmt.Fprintf(&b, "raft {\n  address = \"%s:%d\"\n", DirectorAddr(n), raftPort)
-	for i := 1; i <= p.cfg.Directors; i++ {
-		fmt.Fprintf(&b, "  peer %q { address = \"%s:%d\" }\n", directorName(i), DirectorAddr(i), raftPort)
+	if n <= p.cfg.Founders {
+		for i := 1; i <= p.cfg.Founders; i++ {
+			fmt.Fprintf(&b, "  peer %q { address = \"%s:%d\" }\n", directorName(i), DirectorAddr(i), raftPort)
+		}
 	}
 	t := p.cfg.Timing
 	for _, d := range []struct {
@@ -306,6 +327,16 @@ func (p *Pool) agentConfig(n int) string {
 		fmt.Fprintf(&b, "  reconcile_interval = %q\n", p.cfg.ReconcileInterval.String())
 	}
 	b.WriteString("  sync_daemon {\n    interface = \"eth0\"\n    sync_id = 1\n  }\n}\n")
+	if p.cfg.Gossip {
+		fmt.Fprintf(&b, "gossip {\n  key = %q\n", p.gossipKey)
+		if n > p.cfg.Founders {
+			fmt.Fprintf(&b, "  join = [\"%s:%d\"]\n", DirectorAddr(1), GossipPort)
+		}
+		if p.cfg.GossipExtra != "" {
+			b.WriteString(p.cfg.GossipExtra + "\n")
+		}
+		b.WriteString("}\n")
+	}
 	if extra := p.cfg.DirectorExtra[directorName(n)]; extra != "" {
 		b.WriteString(extra)
 		if !strings.HasSuffix(extra, "\n") {
@@ -351,9 +382,9 @@ func (p *Pool) StartWith(name string, args ...string) error {
 	return nil
 }
 
-// StartAll starts every director's agent.
+// StartAll starts every founding director's agent (Config.Founders).
 func (p *Pool) StartAll() error {
-	for _, d := range p.Directors() {
+	for _, d := range p.Directors()[:p.cfg.Founders] {
 		if err := p.Start(d); err != nil {
 			return err
 		}
