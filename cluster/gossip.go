@@ -65,7 +65,6 @@ const (
 	DefaultStabilizationTime    = 5 * time.Second
 	DefaultDeadServerCleanup    = 5 * time.Minute
 	DefaultMinQuorum            = 3
-	DefaultGossipPort           = 7946
 	gossipKeySizes              = "16, 24 or 32"
 	gossipLeaveTimeout          = time.Second
 	gossipRejoinInterval        = 5 * time.Second

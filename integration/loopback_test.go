@@ -50,7 +50,7 @@ var loopbackAPI = map[string]string{
 
 func startPool(t *testing.T) *pool {
 	t.Helper()
-	for _, port := range []string{"9710", "9711", "9720", "9721", "9730", "9731"} {
+	for _, port := range []string{"9710", "9711", "9712", "9720", "9721", "9722", "9730", "9731", "9732"} {
 		l, err := net.Listen("tcp", "127.0.0.1:"+port)
 		if err != nil {
 			t.Fatalf("port %s is taken (is a deploy/lab/loopback.sh pool running?): %v", port, err)
@@ -120,8 +120,8 @@ func (p *pool) cli(node string, args ...string) string {
 func (p *pool) try(node string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	full := append([]string{args[0], args[1]}, "-address", loopbackAPI[node])
-	full = append(full, args[2:]...)
+	// Flags may follow the arguments.
+	full := append(slices.Clone(args), "-address", loopbackAPI[node])
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, p.bin, full...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -243,6 +243,17 @@ func TestLoopbackPool(t *testing.T) {
 	// Bad input is refused with a message naming the field, and changes nothing.
 	if out, err := p.try(follower, "real", "add", "web", "2001:db8::21"); err == nil || !strings.Contains(out, "2001:db8::21") {
 		t.Errorf("adding an IPv6 real to an IPv4 service: err %v, output %q; want a refusal naming the address", err, out)
+	}
+
+	// The example configs gossip: every agent lists the three, alive.
+	for _, n := range all {
+		eventually(t, 10*time.Second, "three alive members on "+n, func() error {
+			out, err := p.try(n, "members")
+			if err != nil || strings.Count(out, " alive ") != 3 {
+				return fmt.Errorf("troop members (%v):\n%s", err, out)
+			}
+			return nil
+		})
 	}
 
 	// The leader dies; the others elect a new one and keep taking writes.

@@ -37,10 +37,10 @@ func TestGossipConfigDefaultsFromRaft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.BindAddr != "192.0.2.11:7946" {
-		t.Errorf("bind %s, want the raft host at 7946", g.BindAddr)
+	if g.BindAddr != "192.0.2.11:9702" {
+		t.Errorf("bind %s, want the raft host at 9702", g.BindAddr)
 	}
-	if want := []string{"192.0.2.12:7946", "[2001:db8::13]:7946"}; !slices.Equal(g.Join, want) {
+	if want := []string{"192.0.2.12:9702", "[2001:db8::13]:9702"}; !slices.Equal(g.Join, want) {
 		t.Errorf("join %v, want %v (the other raft hosts at the gossip port)", g.Join, want)
 	}
 	if len(g.Key) != 32 || g.ProbeInterval != 2*time.Second || g.ProbeTimeout != cluster.DefaultGossipProbeTimeout || g.Version != version {

@@ -57,7 +57,7 @@ func walkthrough(ctx context.Context, cfg walkConfig, out io.Writer) (err error)
 		return err
 	}
 	l.heading("Building the topology: a bridge; directors d1 d2 d3; real servers r1 r2; the sorry server; a client")
-	p, err := lvs.New(ctx, lvs.Config{Bin: cfg.troop, Dir: dir, Log: &indent{w: out, prefix: "   · "}})
+	p, err := lvs.New(ctx, lvs.Config{Bin: cfg.troop, Dir: dir, Gossip: true, Log: &indent{w: out, prefix: "   · "}})
 	if err != nil {
 		os.RemoveAll(dir)
 		return err
@@ -161,6 +161,12 @@ func (l *lab) applyTable() error {
 }
 
 func (l *lab) firstLook() error {
+	l.heading("troop members on %s (gossip, encrypted with the pool's key, next to Raft)", l.leader)
+	out, err := l.p.Exec(l.ctx, lvs.ClientName, l.p.Bin(), "members", "-address", "http://"+l.p.Node(l.leader).Addr+":9700")
+	if err != nil {
+		return fmt.Errorf("troop members: %w", err)
+	}
+	fmt.Fprint(&indent{w: l.out, prefix: "   | "}, out)
 	l.heading("ipvsadm -Ln on the leader %s (the kernel's own account)", l.leader)
 	if err := l.showIPVS(l.leader); err != nil {
 		return err

@@ -35,8 +35,8 @@ const (
 	FallbackAddr = "192.0.2.29"
 	apiPort      = 9700
 	raftPort     = 9701
-	// GossipPort is where directors gossip (the agent's default: the Raft host at 7946).
-	GossipPort = 7946
+	// GossipPort is where directors gossip (the agent's default: the Raft host at 9702).
+	GossipPort = 9702
 )
 
 // DirectorAddr is director n's (1-based) address.

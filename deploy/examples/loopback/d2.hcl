@@ -21,3 +21,11 @@ raft {
   peer "d2" { address = "127.0.0.1:9721" }
   peer "d3" { address = "127.0.0.1:9731" }
 }
+
+gossip {
+  address = "127.0.0.1:9722"
+  join    = ["127.0.0.1:9712", "127.0.0.1:9722", "127.0.0.1:9732"]
+  # The pool's shared gossip key, base64 of 32 random bytes. This one is published: make your own
+  # (head -c 32 /dev/urandom | base64) and keep it in a key_file readable by the agent only.
+  key     = "mJEEAXb567EmMoP5UcJQnrzYo6BetCoomnofBN6NHnw="
+}

@@ -72,8 +72,8 @@ type Gossip struct {
 	MinQuorum         int
 }
 
-// DefaultGossipPort is gossip's port when the gossip block sets no address (Serf's LAN port).
-const DefaultGossipPort = 7946
+// DefaultGossipPort is gossip's port when the gossip block sets no address, next to the API's 9700 and Raft's 9701.
+const DefaultGossipPort = 9702
 
 // NeverCleanup is Gossip.DeadServerCleanup when the file says dead_server_cleanup = "never".
 const NeverCleanup = time.Duration(-1)

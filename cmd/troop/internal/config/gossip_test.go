@@ -11,8 +11,8 @@ const testGossipKeyB64 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
 func TestParseAgentGossip(t *testing.T) {
 	src := head + `gossip {
-  address             = "192.0.2.11:7946"
-  join                = ["192.0.2.12:7946", "192.0.2.13:7946"]
+  address             = "192.0.2.11:9702"
+  join                = ["192.0.2.12:9702", "192.0.2.13:9702"]
   key                 = "` + testGossipKeyB64 + `"
   probe_interval      = "500ms"
   probe_timeout       = "200ms"
@@ -27,7 +27,7 @@ func TestParseAgentGossip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Gossip{
-		Enabled: true, Address: "192.0.2.11:7946", Join: []string{"192.0.2.12:7946", "192.0.2.13:7946"}, Key: testGossipKeyB64,
+		Enabled: true, Address: "192.0.2.11:9702", Join: []string{"192.0.2.12:9702", "192.0.2.13:9702"}, Key: testGossipKeyB64,
 		ProbeInterval: 500 * time.Millisecond, ProbeTimeout: 200 * time.Millisecond, SuspicionMult: 3,
 		StabilizationTime: 2 * time.Second, DeadServerCleanup: 10 * time.Minute, MinQuorum: 5,
 	}
@@ -74,10 +74,10 @@ func TestParseAgentGossipErrors(t *testing.T) {
 		},
 		{
 			name: "address and timing",
-			src: head + "gossip {\n  key = \"" + testGossipKeyB64 + "\"\n  address = \"0.0.0.0:7946\"\n  join = [\"nohost\"]\n" +
+			src: head + "gossip {\n  key = \"" + testGossipKeyB64 + "\"\n  address = \"0.0.0.0:9702\"\n  join = [\"nohost\"]\n" +
 				"  probe_interval = \"100ms\"\n  probe_timeout = \"100ms\"\n}\n",
 			want: []string{
-				`agent.hcl:5:3: gossip address: "0.0.0.0:7946": listens on all interfaces, which peers cannot reach; set gossip advertise`,
+				`agent.hcl:5:3: gossip address: "0.0.0.0:9702": listens on all interfaces, which peers cannot reach; set gossip advertise`,
 				`agent.hcl:6:11: gossip join: "nohost": must be host:port, with an IPv6 host in brackets ([2001:db8::1]:9701)`,
 				`agent.hcl:8:3: gossip probe_timeout: "100ms": must be shorter than probe_interval 100ms`,
 			},
