@@ -23,7 +23,8 @@ type Event struct {
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
 	// Kind is "health" (the pool's committed verdict on a real server), "check" (this
-	// director's own verdict changing), or "leadership".
+	// director's own verdict changing), "leadership", "peer" (a serial link peer's verdict) or
+	// "member" (a director's gossip state or Raft suffrage).
 	Kind    string `json:"kind"`
 	Service string `json:"service,omitempty"`
 	Real    string `json:"real,omitempty"`

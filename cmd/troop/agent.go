@@ -170,6 +170,8 @@ type agent struct {
 	checks *checks    // nil on a witness
 	// witness is true when the agent only votes (config.Agent.Witness).
 	witness bool
+	// gossip is true when the agent gossips (a gossip block).
+	gossip bool
 	events  *api.Events
 	// feedHealth turns committed health changes into events; it watches the FSM from creation.
 	feedHealth func(context.Context)
@@ -202,6 +204,7 @@ func newAgent(ac config.Agent, o agentOptions, log *slog.Logger) (_ *agent, err 
 	if cc.Gossip, err = gossipConfig(ac, cc.BindAddr, cc.AdvertiseAddr); err != nil {
 		return nil, err
 	}
+	a.gossip = cc.Gossip != nil
 	if a.node, err = cluster.New(cc, a.fsm); err != nil {
 		return nil, err
 	}
@@ -274,6 +277,9 @@ func (a *agent) run(ctx context.Context, o agentOptions) error {
 	workWG.Go(func() { a.events.FeedLeadership(a.nodeID, leadership) })
 	if len(a.node.SerialStatus()) > 0 {
 		workWG.Go(func() { watchPeers(workCtx, a.node.SerialStatus, a.events) })
+	}
+	if a.gossip {
+		workWG.Go(func() { watchMembers(workCtx, a.node.Members, a.events) })
 	}
 
 	failed := make(chan error, 2)

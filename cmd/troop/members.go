@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/troop-lb/troop/api"
 	"github.com/troop-lb/troop/cluster"
 	"github.com/troop-lb/troop/cmd/troop/internal/config"
 )
@@ -43,6 +44,21 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// memberWatchInterval is how often the agent compares its member list for events.
+const memberWatchInterval = 500 * time.Millisecond
+
+// watchMembers publishes a "member" event each time a director's gossip state or Raft suffrage
+// changes as this agent sees it, until ctx ends.
+func watchMembers(ctx context.Context, members func() []cluster.Member, events *api.Events) {
+	watchChanges(ctx, memberWatchInterval, "member", events, func() map[string]string {
+		out := map[string]string{}
+		for _, m := range members() {
+			out[m.ID] = fmt.Sprintf("gossip %s, raft %s", m.Gossip, m.Raft)
+		}
+		return out
+	})
 }
 
 // gossipConfig turns the agent file's gossip block into cluster's, or nil without one. The

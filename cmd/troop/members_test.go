@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/troop-lb/troop/api"
 	"github.com/troop-lb/troop/cluster"
 	"github.com/troop-lb/troop/cmd/troop/internal/config"
 )
@@ -69,4 +72,48 @@ func TestGossipConfigDefaultsFromRaft(t *testing.T) {
 	if g, _ := gossipConfig(config.Agent{}, "192.0.2.11:9701", ""); g != nil {
 		t.Errorf("no gossip block gave %+v", g)
 	}
+}
+
+// A "member" event is published when a director's gossip state or suffrage changes, and only then.
+func TestWatchMembersPublishesChanges(t *testing.T) {
+	d4 := func(gossip, raft, version string) []cluster.Member {
+		return []cluster.Member{
+			{ID: "d1", Gossip: cluster.GossipAlive, Raft: cluster.RaftLeader},
+			{ID: "d4", Gossip: gossip, Raft: raft, Version: version},
+		}
+	}
+	steps := [][]cluster.Member{
+		d4(cluster.GossipAlive, cluster.RaftNone, "v1"),
+		d4(cluster.GossipAlive, cluster.RaftNonvoter, "v1"),
+		d4(cluster.GossipAlive, cluster.RaftNonvoter, "v2"),
+		d4(cluster.GossipAlive, cluster.RaftVoter, "v2"),
+		d4(cluster.GossipDead, cluster.RaftNone, "v2"),
+	}
+	var mu sync.Mutex
+	i := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	members := func() []cluster.Member {
+		mu.Lock()
+		defer mu.Unlock()
+		if i == len(steps) {
+			cancel()
+			return steps[i-1]
+		}
+		i++
+		return steps[i-1]
+	}
+	ev := api.NewEvents(16, nil)
+	watchMembers(ctx, members, ev)
+	got, _ := ev.Since(0)
+	var msgs []string
+	for _, e := range got {
+		msgs = append(msgs, e.Kind+" "+e.Message)
+	}
+	diffText(t, "member events", strings.Join(msgs, "\n"), strings.Join([]string{
+		"member d1: gossip alive, raft leader",
+		"member d4: gossip alive, raft none",
+		"member d4: gossip alive, raft nonvoter",
+		"member d4: gossip alive, raft voter",
+		"member d4: gossip dead, raft none",
+	}, "\n"))
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -40,23 +42,34 @@ func serialConfigs(links []config.Serial) ([]cluster.SerialConfig, error) {
 // peerWatchInterval is how often the agent re-evaluates its serial peers' verdicts for events.
 const peerWatchInterval = 100 * time.Millisecond
 
-// watchPeers publishes a "peer" event each time a serial peer's verdict or link state changes
-// (the first evaluation included), until ctx ends; Events logs each. links reports them
+// watchPeers publishes a "peer" event each time a serial peer's verdict, Raft contact or link
+// state changes (the first evaluation included), until ctx ends. links reports them
 // (cluster.Node's SerialStatus).
 func watchPeers(ctx context.Context, links func() []cluster.SerialStatus, events *api.Events) {
-	last := map[string]cluster.SerialStatus{}
-	tick := time.NewTicker(peerWatchInterval)
+	watchChanges(ctx, peerWatchInterval, "peer", events, func() map[string]string {
+		out := map[string]string{}
+		for _, st := range links() {
+			out[st.Peer] = fmt.Sprintf("%s (raft contact %s, serial link %s)", st.Verdict, st.RaftContact, st.State)
+		}
+		return out
+	})
+}
+
+// watchChanges publishes an event of kind "ID: text" each time the text describing an ID
+// changes (the first one included), polling describe every interval until ctx ends; Events
+// logs each.
+func watchChanges(ctx context.Context, interval time.Duration, kind string, events *api.Events, describe func() map[string]string) {
+	last := map[string]string{}
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		for _, st := range links() {
-			prev, seen := last[st.Peer]
-			if seen && prev.Verdict == st.Verdict && prev.State == st.State {
-				continue
+		now := describe()
+		for _, id := range slices.Sorted(maps.Keys(now)) {
+			if text, seen := last[id]; !seen || text != now[id] {
+				events.Publish(api.Event{Kind: kind, Message: id + ": " + now[id]})
 			}
-			last[st.Peer] = st
-			msg := fmt.Sprintf("%s: %s (raft contact %s, serial link %s)", st.Peer, st.Verdict, st.RaftContact, st.State)
-			events.Publish(api.Event{Kind: "peer", Message: msg})
 		}
+		last = now
 		select {
 		case <-ctx.Done():
 			return
