@@ -172,7 +172,7 @@ type agent struct {
 	witness bool
 	// gossip is true when the agent gossips (a gossip block).
 	gossip bool
-	events  *api.Events
+	events *api.Events
 	// feedHealth turns committed health changes into events; it watches the FSM from creation.
 	feedHealth func(context.Context)
 	ln         net.Listener
