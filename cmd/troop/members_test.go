@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -89,19 +87,7 @@ func TestWatchMembersPublishesChanges(t *testing.T) {
 		d4(cluster.GossipAlive, cluster.RaftVoter, "v2"),
 		d4(cluster.GossipDead, cluster.RaftNone, "v2"),
 	}
-	var mu sync.Mutex
-	i := 0
-	ctx, cancel := context.WithCancel(context.Background())
-	members := func() []cluster.Member {
-		mu.Lock()
-		defer mu.Unlock()
-		if i == len(steps) {
-			cancel()
-			return steps[i-1]
-		}
-		i++
-		return steps[i-1]
-	}
+	ctx, members := replay(steps)
 	ev := api.NewEvents(16, nil)
 	watchMembers(ctx, members, ev)
 	got, _ := ev.Since(0)

@@ -69,19 +69,7 @@ func TestWatchPeersPublishesChanges(t *testing.T) {
 		{{Peer: "d2", State: cluster.LinkDown, RaftContact: cluster.ContactOK, Verdict: cluster.PeerAlive}},
 		{{Peer: "d2", State: cluster.LinkDown, RaftContact: cluster.ContactLost, Verdict: cluster.PeerDead}},
 	}
-	var mu sync.Mutex
-	i := 0
-	ctx, cancel := context.WithCancel(context.Background())
-	links := func() []cluster.SerialStatus {
-		mu.Lock()
-		defer mu.Unlock()
-		if i == len(steps) {
-			cancel()
-			return steps[i-1]
-		}
-		i++
-		return steps[i-1]
-	}
+	ctx, links := replay(steps)
 	ev := api.NewEvents(16, nil)
 	watchPeers(ctx, links, ev)
 	got, _ := ev.Since(0)
@@ -179,5 +167,23 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("%s: not within 10s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// replay returns a function that yields steps in turn (then the last one again) and a context
+// it cancels once all have been yielded, for a watcher that polls until its context ends.
+func replay[T any](steps []T) (context.Context, func() T) {
+	var mu sync.Mutex
+	i := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	return ctx, func() T {
+		mu.Lock()
+		defer mu.Unlock()
+		if i == len(steps) {
+			cancel()
+			return steps[i-1]
+		}
+		i++
+		return steps[i-1]
 	}
 }
