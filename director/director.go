@@ -36,6 +36,10 @@ type Config struct {
 	// Sync, when set, runs the kernel's connection-sync daemon: master on the leader, backup on
 	// followers, so that established connections survive a failover. Its State is ignored.
 	Sync *SyncDaemon
+	// TakeoverWindow is how long a new leader keeps its backup sync daemon beside the master
+	// (so that connections a handing-over leader sends still land) and guards its services
+	// (Deps.Guard): DefaultTakeoverWindow if zero.
+	TakeoverWindow time.Duration
 	// NoIPVS says why there is no IPVS when Deps.IPVS is nil: "disabled" (VIP-only mode) or
 	// "unavailable: <the error>".
 	NoIPVS string
@@ -89,7 +93,12 @@ type Deps struct {
 	Syncd     SyncDaemons
 	Addresses Addresses
 	Announcer VIPAnnouncer
-	Log       *slog.Logger
+	// ConnSync, if set (with IPVS and Config.Sync), lets a leader that hands over send its
+	// connections to the backups itself (see ConnSync).
+	ConnSync ConnSync
+	// Guard, if set, guards a new leader's services during the takeover window.
+	Guard TakeoverGuard
+	Log   *slog.Logger
 }
 
 // Director runs a director's dataplane: the IPVS table on every node, the VIPs on the leader.
@@ -149,6 +158,9 @@ func New(cfg Config, deps Deps) (*Director, error) {
 	}
 	if cfg.HandoverHold <= 0 {
 		cfg.HandoverHold = DefaultHandoverHold
+	}
+	if cfg.TakeoverWindow <= 0 {
+		cfg.TakeoverWindow = DefaultTakeoverWindow
 	}
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
@@ -352,6 +364,7 @@ func grouped(groups []fsm.VIPGroup, a netip.Addr) bool {
 // Only a stopping agent should call it: while the VIPs are held after the loss, two directors
 // hold them, which a deposed leader otherwise never does. Run must be running.
 func (d *Director) HandOver(ctx context.Context, transfer func(context.Context) error) error {
+	defer d.sendConnsDuringHandover(ctx)()
 	done := make(chan struct{})
 	d.handoverMu.Lock()
 	d.handover = done
@@ -461,7 +474,17 @@ func (d *Director) vipLoop(ctx context.Context) {
 	var term uint64
 	// hold is the handover in progress after a HandOver, nil otherwise.
 	var hold *vipHold
+	// window ends the takeover window (nil outside one): see Config.TakeoverWindow.
+	var window <-chan time.Time
+	endWindow := func() {
+		if window != nil {
+			window = nil
+			d.lowerGuard()
+			d.stopSyncBackup()
+		}
+	}
 	defer func() {
+		endWindow()
 		hold.end()
 		if done := d.takeHandover(); done != nil {
 			close(done)
@@ -478,6 +501,7 @@ func (d *Director) vipLoop(ctx context.Context) {
 		for {
 			if !open || !l.IsLeader {
 				d.leadTerm.Store(0) // before anything else: no more confirmed re-announcements
+				endWindow()
 				handover := d.takeHandover()
 				switch {
 				case leading && handover != nil && len(held) > 0:
@@ -516,6 +540,7 @@ func (d *Director) vipLoop(ctx context.Context) {
 			next, interrupted := d.takeOver(ctx, held, leadership)
 			if !interrupted {
 				d.leadTerm.Store(term)
+				window = time.After(d.cfg.TakeoverWindow)
 				return
 			}
 			l, open = next.value, next.open
@@ -526,6 +551,8 @@ func (d *Director) vipLoop(ctx context.Context) {
 		case <-ctx.Done():
 			d.releaseAll(held, nil)
 			return
+		case <-window:
+			endWindow()
 		case l, open := <-leadership:
 			onLeadership(l, open)
 		case addr := <-hold.claimsC():
@@ -622,6 +649,9 @@ func (d *Director) takeOver(ctx context.Context, held map[netip.Addr]vip, leader
 		return leadershipValue{value: l, open: open}, true
 	}
 	d.setSyncRole(true)
+	// Before the VIPs move: the first segments to reach this director may belong to
+	// connections the previous leader has not synced yet.
+	d.raiseGuard()
 	// Re-announce everything we may already hold: another director may have led in between.
 	d.ensureVIPs(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface), true)
 	d.log.Info("took over the VIPs", "op", "takeover", "vips", len(held), "index", index, "took", time.Since(start).Round(time.Millisecond))
@@ -703,16 +733,31 @@ func (d *Director) setSyncRole(leader bool) {
 	if d.deps.Syncd == nil || d.cfg.Sync == nil || d.rec == nil {
 		return
 	}
-	want, other := SyncBackup, SyncMaster
+	want := SyncBackup
 	if leader {
-		want, other = SyncMaster, SyncBackup
-	}
-	if err := d.deps.Syncd.StopDaemon(other); err != nil && !errors.Is(err, syscall.ESRCH) {
-		d.log.Warn("stop sync daemon failed", "op", "syncd", "state", other, "err", err)
+		// The backup daemon stays until the takeover window ends (stopSyncBackup): connections
+		// a handing-over leader sends are still received.
+		want = SyncMaster
+	} else {
+		d.stopSyncDaemon(SyncMaster)
 	}
 	cfg := *d.cfg.Sync
 	cfg.State = want
 	if err := d.deps.Syncd.StartDaemon(cfg); err != nil && !errors.Is(err, os.ErrExist) {
 		d.log.Warn("start sync daemon failed", "op", "syncd", "state", want, "err", fmt.Errorf("%s: %w", cfg.Interface, err))
+	}
+}
+
+// stopSyncBackup ends a leader's takeover window for the sync daemons: only the master runs.
+func (d *Director) stopSyncBackup() {
+	if d.deps.Syncd == nil || d.cfg.Sync == nil || d.rec == nil {
+		return
+	}
+	d.stopSyncDaemon(SyncBackup)
+}
+
+func (d *Director) stopSyncDaemon(s SyncState) {
+	if err := d.deps.Syncd.StopDaemon(s); err != nil && !errors.Is(err, syscall.ESRCH) {
+		d.log.Warn("stop sync daemon failed", "op", "syncd", "state", s, "err", err)
 	}
 }

@@ -3,6 +3,7 @@ package director_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -88,6 +89,8 @@ type ownerRig struct {
 	ipvs   *ipvsfake.IPVS
 	addrs  *netfake.Addresses
 	ann    *netfake.Announcer
+	conns  *ipvsfake.ConnSync
+	guard  *netfake.Guard
 	d      *director.Director
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -113,10 +116,12 @@ func newOwnerRigWith(t *testing.T, withIPVS bool, tune func(*director.Config)) *
 	r.addrs = netfake.NewAddresses(j)
 	r.addrs.AddInterface("eth0", net.HardwareAddr{2, 0, 0, 0, 0, 1}, netip.MustParsePrefix("192.0.2.1/24"))
 	r.ann = netfake.NewAnnouncer(j, r.addrs)
-	deps := director.Deps{FSM: r.f, Pool: r.pool, Addresses: r.addrs, Announcer: r.ann, Log: log}
+	r.guard = netfake.NewGuard(j)
+	deps := director.Deps{FSM: r.f, Pool: r.pool, Addresses: r.addrs, Announcer: r.ann, Guard: r.guard, Log: log}
 	cfg := director.Config{Interface: "eth0", ReconcileInterval: 50 * time.Millisecond, NoIPVS: "disabled"}
 	if withIPVS {
-		deps.IPVS, deps.Owned, deps.Syncd = r.ipvs, director.NewOwnership(), r.ipvs.SyncDaemons()
+		r.conns = ipvsfake.NewConnSync("eth0")
+		deps.IPVS, deps.Owned, deps.Syncd, deps.ConnSync = r.ipvs, director.NewOwnership(), r.ipvs.SyncDaemons(), r.conns
 		cfg.Sync = &director.SyncDaemon{Interface: "eth0", SyncID: 1}
 		r.ipvs.SyncDaemons().SetInterfaces("eth0")
 	}
@@ -194,7 +199,7 @@ func (r *ownerRig) holds() []string {
 }
 
 func TestLeaderHoldsAndAnnouncesVIPsFollowerDoesNot(t *testing.T) {
-	r := newOwnerRig(t, true)
+	r := newOwnerRigWith(t, true, func(c *director.Config) { c.TakeoverWindow = 300 * time.Millisecond })
 	r.seedTable()
 	r.pool.set(cluster.Leadership{})
 	r.start()
@@ -217,9 +222,19 @@ func TestLeaderHoldsAndAnnouncesVIPsFollowerDoesNot(t *testing.T) {
 	if m := r.ann.Mistakes(); len(m) != 0 {
 		t.Errorf("announced before holding: %v", m)
 	}
-	ds, _ := r.ipvs.SyncDaemons().Daemons()
-	if len(ds) != 1 || ds[0].State != director.SyncMaster {
-		t.Errorf("leader's sync daemons: %+v, want master only", ds)
+	// The takeover window: the backup daemon stays beside the master (so that connections a
+	// handing-over leader sends still land) and the TCP services are guarded; then both end.
+	if got := r.syncRole(); got != "master,backup" {
+		t.Errorf("leader's sync daemons in the takeover window: %s, want master,backup", got)
+	}
+	if got := fmt.Sprint(r.guard.Ports()); got != "[192.0.2.10:80 [2001:db8::10]:80]" {
+		t.Errorf("guarded in the takeover window: %v, want the TCP services", got)
+	}
+	eventually(t, "takeover window over", func() bool { return r.syncRole() == "master" && len(r.guard.Ports()) == 0 })
+	lines := r.ann.Journal().Lines()
+	guard, add := slices.Index(lines, "guard 192.0.2.10:80,[2001:db8::10]:80"), slices.Index(lines, "add 192.0.2.10/32 to eth0")
+	if guard < 0 || guard > add {
+		t.Errorf("the guard must be up before the VIP moves:\n%s", strings.Join(lines, "\n"))
 	}
 
 	// Leadership lost: announcements stop and the VIPs go.
@@ -228,7 +243,7 @@ func TestLeaderHoldsAndAnnouncesVIPsFollowerDoesNot(t *testing.T) {
 	if a := r.ann.Active(); len(a) != 0 {
 		t.Errorf("still announcing %v", a)
 	}
-	lines := r.ann.Journal().Lines()
+	lines = r.ann.Journal().Lines()
 	stop := slices.Index(lines, "stop 192.0.2.10")
 	remove := slices.Index(lines, "remove 192.0.2.10/32 from eth0")
 	if stop < 0 || remove < 0 || stop > remove {

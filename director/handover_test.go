@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/troop-lb/troop/cluster"
+	"github.com/troop-lb/troop/fsm"
 	"github.com/troop-lb/troop/director"
 	"github.com/troop-lb/troop/director/netfake"
 )
@@ -243,4 +244,57 @@ yield 192.0.2.10 on eth0
 yield 2001:db8::10 on eth0
 stop 2001:db8::10
 `)
+}
+
+// A leader that hands over sends its connections to the backups itself, at once and again for
+// each new one (a handshake in progress included) until the hold ends: the kernel's daemon would
+// send them up to 2 s late, and never one in SYN_RECV.
+func TestHandOverSendsConnectionsToTheBackups(t *testing.T) {
+	r := newOwnerRigWith(t, true, func(c *director.Config) { c.HandoverHold = time.Minute })
+	r.leading()
+	eventually(t, "IPVS programmed", func() bool { return strings.Contains(r.ipvs.String(), "192.0.2.21:80") })
+	conn := func(port uint16, state string) director.Conn {
+		return director.Conn{Protocol: fsm.TCP, Client: netip.AddrPortFrom(netip.MustParseAddr("192.0.2.200"), port),
+			Virtual: netip.MustParseAddrPort("192.0.2.10:80"), Dest: netip.MustParseAddrPort("192.0.2.21:80"), State: state, Expires: time.Minute}
+	}
+	established := conn(40000, "ESTABLISHED")
+	r.conns.SetConns(established, director.Conn{Protocol: fsm.TCP, Client: established.Client,
+		Virtual: established.Virtual, Dest: netip.MustParseAddrPort("192.0.2.99:80"), State: "ESTABLISHED"}) // not Troop's
+	res := r.handOverAsync(3)
+	eventually(t, "the established connection sent", func() bool { return sentConns(r) == 1 })
+	sent := r.conns.Sent()
+	if sent[0].Iface != "eth0" || sent[0].Msg[1] != 1 {
+		t.Errorf("sent %+v, want syncid 1 on eth0", sent[0])
+	}
+
+	// A handshake reaching this director during the hold is sent as soon as it shows up, and
+	// again once established; what was sent is not sent again.
+	r.conns.SetConns(established, conn(40001, "SYN_RECV"))
+	eventually(t, "the handshake sent", func() bool { return sentConns(r) == 2 })
+	r.conns.SetConns(established, conn(40001, "ESTABLISHED"))
+	eventually(t, "its new state sent", func() bool { return sentConns(r) == 3 })
+	time.Sleep(100 * time.Millisecond)
+	if n := sentConns(r); n != 3 {
+		t.Errorf("%d connections sent, want 3 (each state once)", n)
+	}
+
+	r.ann.Claim(vip4)
+	r.ann.Claim(vip6)
+	if err := result(t, res); err != nil {
+		t.Fatalf("HandOver: %v", err)
+	}
+	r.conns.SetConns(established, conn(40002, "SYN_RECV"))
+	time.Sleep(100 * time.Millisecond)
+	if n := sentConns(r); n != 3 {
+		t.Errorf("%d connections sent after the handover ended, want none more", n-3)
+	}
+}
+
+// sentConns counts the connections in the sync messages the rig's leader sent.
+func sentConns(r *ownerRig) int {
+	n := 0
+	for _, s := range r.conns.Sent() {
+		n += int(s.Msg[4])
+	}
+	return n
 }

@@ -104,6 +104,18 @@ func (dp *dataplane) openIPVS(cfg *director.Config, deps *director.Deps, ac conf
 			dp.closers = append(dp.closers, c.Close)
 		}
 		cfg.Sync = &director.SyncDaemon{Interface: sd.Interface, SyncID: uint8(sd.SyncID)}
+		if cs, err := director.NewConnSync(); err != nil {
+			log.Warn("a stopping leader cannot send its connections to the backups", "op", "start", "err", err)
+		} else {
+			deps.ConnSync = cs
+			dp.closers = append(dp.closers, cs.Close)
+		}
+	}
+	if g, err := director.NewTakeoverGuard(); err != nil {
+		log.Warn("takeover guard unavailable (nftables): after a failover, segments of connections not yet synced are reset", "op", "start", "err", err)
+	} else {
+		deps.Guard = g
+		dp.closers = append(dp.closers, g.Close)
 	}
 	return nil
 }

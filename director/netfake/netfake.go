@@ -19,7 +19,7 @@ import (
 // Event is one thing a fake was asked to do.
 type Event struct {
 	At    time.Time
-	Op    string // "add", "remove", "announce", "yield", "stop"
+	Op    string // "add", "remove", "announce", "yield", "stop", "guard"
 	Iface string // "" for stop
 	// Addr is the prefix (add, remove) or the address (announce, yield, stop).
 	Addr string

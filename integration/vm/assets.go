@@ -30,12 +30,13 @@ type Assets struct {
 }
 
 // guestModules are the modules the scenarios need that Debian builds as modules: IPVS with
-// every scheduler, veth and bridge for the topology, ipip for LVS-TUN.
+// every scheduler, veth and bridge for the topology, ipip for LVS-TUN, nf_tables for the
+// directors' takeover guard.
 var guestModules = []string{
 	"crc32c_generic", // libcrc32c's dependency crc32c-intel may not load under TCG
 	"ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "ip_vs_wlc", "ip_vs_lblc", "ip_vs_lblcr", "ip_vs_dh",
 	"ip_vs_sh", "ip_vs_sed", "ip_vs_nq", "ip_vs_fo", "ip_vs_ovf", "ip_vs_mh",
-	"veth", "bridge", "ipip",
+	"veth", "bridge", "ipip", "nf_tables",
 }
 
 // skippedModules are dependencies left out on purpose (crc32c_generic stands in).
