@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -109,6 +110,15 @@ func (c *Client) SetWeight(ctx context.Context, service, id string, weight int) 
 // SetAdmin enables, drains or disables a real server.
 func (c *Client) SetAdmin(ctx context.Context, service, id string, admin fsm.AdminState) (WriteResult, error) {
 	return c.write(ctx, http.MethodPut, urlPath("services", service, "reals", id, "admin"), AdminRequest{Admin: admin})
+}
+
+// SetHostAdmin enables, drains or disables every real server at addr, whatever its port, in
+// every service, as one write. It fails with cluster.ErrFeatureUnavailable until every server
+// of the pool speaks protocol 2.
+func (c *Client) SetHostAdmin(ctx context.Context, addr netip.Addr, admin fsm.AdminState) (HostAdminResult, error) {
+	var out HostAdminResult
+	_, err := c.do(ctx, http.MethodPut, urlPath("hosts", addr.String(), "admin"), nil, AdminRequest{Admin: admin}, &out)
+	return out, err
 }
 
 // Table returns the whole declarative table.

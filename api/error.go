@@ -27,8 +27,9 @@ func (e *Error) Error() string { return e.Message }
 
 // Unwrap maps the status to the error callers branch on, so that errors.Is(err, fsm.ErrNotFound)
 // works on what the Client returns: 400 is fsm.ErrInvalid, 404 fsm.ErrNotFound (an unknown
-// route, service, real server or peer), 409 fsm.ErrConflict, 503 cluster.ErrNoLeader (no leader,
-// or the agent is starting or stopping), 502 cluster.ErrUnknownOutcome.
+// route, service, real server or peer), 409 fsm.ErrConflict, 412 cluster.ErrFeatureUnavailable
+// (a server of the pool is too old for the write), 503 cluster.ErrNoLeader (no leader, or the
+// agent is starting or stopping), 502 cluster.ErrUnknownOutcome.
 func (e *Error) Unwrap() error {
 	switch e.StatusCode {
 	case http.StatusBadRequest:
@@ -37,6 +38,8 @@ func (e *Error) Unwrap() error {
 		return fsm.ErrNotFound
 	case http.StatusConflict:
 		return fsm.ErrConflict
+	case http.StatusPreconditionFailed:
+		return cluster.ErrFeatureUnavailable
 	case http.StatusServiceUnavailable:
 		return cluster.ErrNoLeader
 	case http.StatusBadGateway:
@@ -72,6 +75,9 @@ func errorFor(err error) *Error {
 		e.StatusCode = http.StatusNotFound
 	case errors.Is(err, fsm.ErrConflict):
 		e.StatusCode = http.StatusConflict
+	case errors.Is(err, cluster.ErrFeatureUnavailable):
+		// The write is well-formed; the pool cannot take it until its upgrade is done.
+		e.StatusCode = http.StatusPreconditionFailed
 	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotRunning):
 		e.StatusCode = http.StatusServiceUnavailable
 	case errors.Is(err, cluster.ErrUnknownOutcome):

@@ -21,6 +21,7 @@ func TestErrorStatusRoundTrip(t *testing.T) {
 		{fmt.Errorf("apply: %w", cluster.ErrNotRunning), http.StatusServiceUnavailable, cluster.ErrNoLeader},
 		{fmt.Errorf("apply: %w", cluster.ErrUnknownOutcome), http.StatusBadGateway, cluster.ErrUnknownOutcome},
 		{&fsm.FieldError{Field: "service", Value: "x", Reason: "does not exist", Kind: fsm.ErrNotFound}, http.StatusNotFound, fsm.ErrNotFound},
+		{fmt.Errorf("apply: %w", cluster.ErrFeatureUnavailable), http.StatusPreconditionFailed, cluster.ErrFeatureUnavailable},
 		{errors.New("disk on fire"), http.StatusInternalServerError, nil},
 	}
 	for _, tt := range tests {

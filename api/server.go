@@ -47,6 +47,7 @@ func (s *Server) routes() {
 	s.handle("DELETE /v1/services/{name}/reals/{id}", s.deleteReal)
 	s.handle("PUT /v1/services/{name}/reals/{id}/weight", s.putWeight)
 	s.handle("PUT /v1/services/{name}/reals/{id}/admin", s.putAdmin)
+	s.handle("PUT /v1/hosts/{addr}/admin", s.putHostAdmin)
 
 	s.handle("GET /v1/table", s.getTable)
 	s.handle("POST /v1/table", s.planTable)

@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	"github.com/troop-lb/troop/fsm"
@@ -149,6 +150,54 @@ func (s *Server) putAdmin(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("admin", "", "admin: is required (enabled, draining or disabled)")
 	}
 	return s.write(w, r, fsm.SetAdmin(name, id, req.Admin))
+}
+
+// putHostAdmin enables, drains or disables every real server at the address {addr}, whatever
+// its port, in every service, as one entry (fsm.SetHostAdmin). It needs every server of the
+// pool to speak protocol 2 (412 otherwise, cluster.ErrFeatureUnavailable).
+func (s *Server) putHostAdmin(w http.ResponseWriter, r *http.Request) error {
+	addr, err := netip.ParseAddr(r.PathValue("addr"))
+	if err != nil {
+		return badRequest("host", r.PathValue("addr"), "host: %q: must be an IP address", r.PathValue("addr"))
+	}
+	addr = addr.Unmap()
+	var req AdminRequest
+	if err := decodeBody(w, r, smallBodyLimit, &req, false); err != nil {
+		return err
+	}
+	if req.Admin == "" {
+		return badRequest("admin", "", "admin: is required (enabled, draining or disabled)")
+	}
+	// The state before, to tell the servers this write changed from those already in the state.
+	before := s.b.View()
+	c := fsm.SetHostAdmin(addr, req.Admin)
+	c.Actor = actor(r)
+	res, err := s.b.Apply(r.Context(), c)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("applied", "op", string(c.Op), "host", addr.String(), "admin", string(req.Admin), "index", res.Index, "actor", c.Actor)
+	out := HostAdminResult{Index: res.Index, Changed: []HostReal{}}
+	after := s.b.View()
+	for _, name := range res.Changed {
+		svc, _ := after.Service(name)
+		old, _ := before.Service(name)
+		for _, rl := range svc.Reals {
+			if rl.Address != addr {
+				continue
+			}
+			if i := slices.IndexFunc(old.Reals, func(o fsm.Real) bool { return o.ID() == rl.ID() }); i >= 0 && old.Reals[i].Admin == req.Admin {
+				continue
+			}
+			out.Changed = append(out.Changed, HostReal{Service: name, Real: rl.ID()})
+		}
+	}
+	w.Header().Set(HeaderIndex, strconv.FormatUint(res.Index, 10))
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // realID resolves a real server's ID from the path to the form fsm keys it by. A bare address

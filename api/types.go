@@ -84,6 +84,21 @@ type AdminRequest struct {
 	Admin fsm.AdminState `json:"admin"`
 }
 
+// HostAdminResult is the answer to PUT /v1/hosts/{addr}/admin.
+type HostAdminResult struct {
+	// Index is the Raft index of the entry that applied the change.
+	Index uint64 `json:"index"`
+	// Changed lists the real servers at the address that the write put in the requested
+	// state, by service; empty when all of them were in it already.
+	Changed []HostReal `json:"changed"`
+}
+
+// HostReal is one real server of a service.
+type HostReal struct {
+	Service string `json:"service"`
+	Real    string `json:"real"`
+}
+
 // TransferRequest is the optional body of POST /v1/operator/raft/transfer-leadership. An empty
 // ID lets the leader pick the most up-to-date follower.
 type TransferRequest struct {

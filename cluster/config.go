@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/troop-lb/troop/fsm"
 )
 
 // Config is one node's Raft configuration. Start from DefaultConfig (or DevConfig) and set the
@@ -72,6 +74,12 @@ type Config struct {
 
 	// Logger receives the node's logs and, at the same level, Raft's. Nil discards them.
 	Logger *slog.Logger
+
+	// Protocol is the protocol this node advertises (in gossip and the info RPC); 0 means
+	// fsm.ProtocolVersion, what the build speaks. A leader proposes an entry only when every
+	// server advertises the entry's protocol (fsm.Op.MinProtocol). Setting it lower is for tests
+	// and for holding a mixed-version pool at the older protocol; it cannot exceed the build's.
+	Protocol int
 }
 
 // PeerConfig is one server of a static bootstrap configuration.
@@ -269,6 +277,9 @@ func (c *Config) Validate() error {
 			bad(field+"Deadtime", s.Deadtime.String(), "must be at least twice Keepalive (%s), or one late frame marks the link down", s.Keepalive)
 		}
 	}
+	if c.Protocol < 0 || c.Protocol > fsm.ProtocolVersion {
+		bad("Protocol", strconv.Itoa(c.Protocol), "must be from 1 to %d, the protocol this build speaks (0: %d)", fsm.ProtocolVersion, fsm.ProtocolVersion)
+	}
 	if len(c.NodeID) > maxIDLen && len(c.Serial) > 0 {
 		bad("NodeID", c.NodeID, "must be at most %d bytes to be sent over a serial link", maxIDLen)
 	}
@@ -303,6 +314,9 @@ func checkHostPort(s string, listen bool) error {
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Protocol == 0 {
+		c.Protocol = fsm.ProtocolVersion
 	}
 	if c.Gossip != nil {
 		g := *c.Gossip

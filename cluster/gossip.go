@@ -155,7 +155,9 @@ const (
 type memberMeta struct {
 	Raft    string `json:"raft"`
 	Version string `json:"version,omitempty"`
-	Witness bool   `json:"witness,omitempty"`
+	// Protocol is the protocol the node speaks (Config.Protocol); 0: not advertised.
+	Protocol int  `json:"protocol,omitempty"`
+	Witness  bool `json:"witness,omitempty"`
 	// Leaving is advertised just before a graceful leave, so that others record "left" rather
 	// than "dead" (memberlist does not tell its event delegate which it was).
 	Leaving bool `json:"leaving,omitempty"`

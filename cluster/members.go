@@ -24,6 +24,8 @@ type Member struct {
 	// Role is director or witness, as the member advertises it; empty if it never gossiped.
 	Role    string `json:"role,omitempty"`
 	Version string `json:"version,omitempty"`
+	// Protocol is the protocol the member advertises in gossip (0: not known).
+	Protocol int `json:"protocol,omitempty"`
 	// Serial is this node's verdict on its serial link to the member, if it has one.
 	Serial string `json:"serial,omitempty"`
 }
@@ -51,7 +53,7 @@ func (n *Node) Members() []Member {
 		for id, g := range g.members() {
 			m := get(id)
 			m.Gossip, m.GossipAddress, m.GossipSince = g.state, g.addr, g.since
-			m.RaftAddress, m.Version, m.Role = g.meta.Raft, g.meta.Version, RoleDirector
+			m.RaftAddress, m.Version, m.Protocol, m.Role = g.meta.Raft, g.meta.Version, g.meta.Protocol, RoleDirector
 			if g.meta.Witness {
 				m.Role = RoleWitness
 			}
@@ -59,6 +61,7 @@ func (n *Node) Members() []Member {
 	}
 	self := get(n.cfg.NodeID)
 	self.Role = RoleDirector
+	self.Protocol = n.cfg.Protocol
 	if n.cfg.Witness {
 		self.Role = RoleWitness
 	}

@@ -55,6 +55,8 @@ type Node struct {
 	contact heartbeatFailures
 	// gossip is the memberlist member, while Run runs and Config.Gossip is set.
 	gossip atomic.Pointer[gossip]
+	// protocols caches other servers' answers on the protocol they speak (checkProtocol).
+	protocols protocolCache
 }
 
 type lifecycle int
@@ -206,7 +208,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 
 	var g *gossip
 	if gc := n.cfg.Gossip; gc != nil {
-		if g, err = startGossip(*gc, n.cfg.NodeID, memberMeta{Raft: n.net.Addr(), Version: gc.Version, Witness: n.cfg.Witness}, n.log); err != nil {
+		if g, err = startGossip(*gc, n.cfg.NodeID, memberMeta{Raft: n.net.Addr(), Version: gc.Version, Protocol: n.cfg.Protocol, Witness: n.cfg.Witness}, n.log); err != nil {
 			return err
 		}
 		n.gossip.Store(g)
@@ -394,6 +396,13 @@ func (n *Node) applyLeader(ctx context.Context, r *raft.Raft, raw []byte) (fsm.R
 	if err != nil {
 		return fsm.Result{}, err
 	}
+	if h := n.fsm.Halted(); h != nil {
+		// Its state is stale and it could not apply what it proposes: step aside instead.
+		return fsm.Result{}, fmt.Errorf("leader %s cannot propose: its fsm %s: %w", n.cfg.NodeID, h, fsm.ErrHalted)
+	}
+	if err := n.checkProtocol(ctx, r, cmd.Op); err != nil {
+		return fsm.Result{}, err
+	}
 	if err := n.fsm.Prepare(cmd); err != nil {
 		return fsm.Result{}, err
 	}
@@ -491,6 +500,9 @@ func (n *Node) waitApplied(ctx context.Context, r *raft.Raft, idx uint64) error 
 		changed := n.adapter.changed.wait()
 		if n.appliedThrough(r, idx) {
 			return nil
+		}
+		if h := n.fsm.Halted(); h != nil {
+			return fmt.Errorf("wait for index %d: this node's fsm %s: %w", idx, h, fsm.ErrHalted)
 		}
 		select {
 		case <-changed:
@@ -628,6 +640,9 @@ func (n *Node) forward(ctx context.Context, r *raft.Raft, req *rpcRequest) (*rpc
 // Status reports the node's Raft view. Before Run and after it returns, Role is Shutdown.
 func (n *Node) Status() Status {
 	st := Status{ID: n.cfg.NodeID, Role: Shutdown, Witness: n.cfg.Witness, Peers: []Peer{}, Serial: n.SerialStatus()}
+	if h := n.fsm.Halted(); h != nil {
+		st.Halted = h.String()
+	}
 	r := n.raft.Load()
 	if r == nil {
 		return st

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -27,17 +28,26 @@ type raftFSM struct {
 func newRaftFSM(f *fsm.FSM) *raftFSM { return &raftFSM{fsm: f} }
 
 // Apply passes a command entry to the FSM and returns its fsm.Result (raft only calls Apply for
-// LogCommand entries).
+// LogCommand entries). While the FSM is halted (fsm.ErrHalted) applied stays at the last entry
+// it did apply.
 func (a *raftFSM) Apply(l *raft.Log) any {
 	res := a.fsm.Apply(l.Index, l.Data)
-	a.applied.Store(l.Index)
+	if !errors.Is(res.Err, fsm.ErrHalted) {
+		a.applied.Store(l.Index)
+	}
 	a.changed.signal()
 	return res
 }
 
 // Snapshot captures the current state; fsm's states are frozen copies, so Persist can run while
-// later entries are applied.
+// later entries are applied. It fails while the FSM is halted: Raft would record the snapshot
+// as covering every entry handed to Apply, the ones the FSM did not apply included, and then
+// compact them away, so that the upgraded agent could not replay them. (Raft calls Snapshot on
+// the goroutine that calls Apply, so the halt cannot begin between the check and the View.)
 func (a *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	if h := a.fsm.Halted(); h != nil {
+		return nil, fmt.Errorf("no snapshot while the fsm is halted (%s): %w", h, fsm.ErrHalted)
+	}
 	return fsmSnapshot{st: a.fsm.View()}, nil
 }
 

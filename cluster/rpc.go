@@ -72,6 +72,9 @@ type nodeInfo struct {
 	// A witness that leads reads both to choose the director it hands leadership to.
 	Witness   bool   `json:"witness,omitempty"`
 	LastIndex uint64 `json:"last_index,omitempty"`
+	// Protocol is the protocol the node speaks (Config.Protocol); 0 from an agent older than
+	// protocol versioning, which speaks protocol 1.
+	Protocol int `json:"protocol,omitempty"`
 }
 
 // wireError is an error on the wire. Kind names the sentinel the error matched on the sending
@@ -96,6 +99,8 @@ var errorKinds = []struct {
 	{"conflict", fsm.ErrConflict},
 	{"unknown_command", fsm.ErrUnknownCommand},
 	{"newer_version", fsm.ErrNewerVersion},
+	{"halted", fsm.ErrHalted},
+	{"feature_unavailable", ErrFeatureUnavailable},
 	{"unknown_outcome", ErrUnknownOutcome},
 	{"no_leader", ErrNoLeader},
 	{"unknown_peer", ErrUnknownPeer},
@@ -343,7 +348,7 @@ func (n *Node) handleRPC(ctx context.Context, req *rpcRequest) *rpcResponse {
 	case opInfo:
 		addr, _ := r.LeaderWithID()
 		resp.Info = &nodeInfo{ID: n.cfg.NodeID, Address: n.net.Addr(), HasState: n.hasState || r.LastIndex() > 0, Leader: string(addr),
-			Witness: n.cfg.Witness, LastIndex: r.LastIndex()}
+			Witness: n.cfg.Witness, LastIndex: r.LastIndex(), Protocol: n.cfg.Protocol}
 	case opApply:
 		var res fsm.Result
 		res, err = n.applyLeader(ctx, r, req.Command)

@@ -49,6 +49,9 @@ type Status struct {
 	Peers        []Peer `json:"peers"`
 	// Serial is every serial heartbeat link with this node's verdict on its peer.
 	Serial []SerialStatus `json:"serial,omitempty"`
+	// Halted, when set, says that this node's FSM stopped applying the log at an entry it does
+	// not understand (fsm.FSM.Halted): the agent needs an upgrade. Its state is frozen there.
+	Halted string `json:"halted,omitempty"`
 }
 
 // Errors callers branch on.
@@ -65,4 +68,8 @@ var (
 	ErrUnknownOutcome = errors.New("outcome unknown, the write may or may not have been committed")
 	// ErrNotRunning means the node's Run has not started yet or has returned.
 	ErrNotRunning = errors.New("node not running")
+	// ErrFeatureUnavailable means a command needs a newer protocol than some server of the
+	// pool speaks (a rolling upgrade is not finished); nothing was proposed. It is final until
+	// those servers are upgraded.
+	ErrFeatureUnavailable = errors.New("feature unavailable until every server is upgraded")
 )

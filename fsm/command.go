@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
 // CommandVersion is the format version of the commands this build writes. A log entry with a
-// higher version is refused (ErrNewerVersion) rather than applied by guesswork.
+// higher version is not applied by guesswork: it halts the FSM (ErrNewerVersion, see
+// FSM.Apply). New entry types do not change it; they are gated by protocol (Op.MinProtocol).
 const CommandVersion = 1
 
 // Op is the type of a command.
@@ -25,11 +27,25 @@ const (
 	OpRecordHealth  Op = "record_health"
 	OpApplyTable    Op = "apply_table"
 	OpRestore       Op = "restore"
+	// OpSetHostAdmin sets the admin state of every real server at one address, in every
+	// service. Protocol 2: the protocol-1 build does not know it.
+	OpSetHostAdmin Op = "set_host_admin"
 )
 
-var knownOps = map[Op]bool{
+// protocol1Ops are the entry types of protocol 1, which every agent applies. Later ones are in
+// laterOps (protocol.go, or protocol1.go in the protocol-1 build).
+var protocol1Ops = map[Op]bool{
 	OpUpsertService: true, OpDeleteService: true, OpUpsertReal: true, OpDeleteReal: true,
 	OpSetWeight: true, OpSetAdmin: true, OpRecordHealth: true, OpApplyTable: true, OpRestore: true,
+}
+
+// MinProtocol is the protocol an agent must speak to apply entries of type o: 1 for the
+// original types, more for later ones, and 0 for a type this build does not know.
+func (o Op) MinProtocol() int {
+	if protocol1Ops[o] {
+		return 1
+	}
+	return laterOps[o]
 }
 
 // Command is one change to the table: the payload of one Raft log entry. Build commands with the
@@ -49,6 +65,8 @@ type Command struct {
 	RealID string     `json:"real_id,omitempty"`
 	Weight *int       `json:"weight,omitempty"`
 	Admin  AdminState `json:"admin,omitempty"`
+	// Host is the address set_host_admin acts on.
+	Host netip.Addr `json:"host,omitzero"`
 
 	// Health is the batch of a record_health command; Time is the leader's clock when it was cut.
 	Health []HealthTransition `json:"health,omitempty"`
@@ -94,6 +112,13 @@ func SetAdmin(service, realID string, a AdminState) Command {
 	return Command{Op: OpSetAdmin, Name: service, RealID: realID, Admin: a}
 }
 
+// SetHostAdmin changes the admin state of every real server at address host, whatever its port,
+// in every service: maintenance of one machine that serves several services. It needs protocol
+// 2 on every server of the pool.
+func SetHostAdmin(host netip.Addr, a AdminState) Command {
+	return Command{Op: OpSetHostAdmin, Host: host, Admin: a}
+}
+
 // RecordHealth commits a batch of health transitions observed at time at.
 func RecordHealth(at time.Time, ts []HealthTransition) Command {
 	return Command{Op: OpRecordHealth, Time: at.UTC(), Health: ts}
@@ -116,7 +141,8 @@ func EncodeCommand(c Command) ([]byte, error) {
 }
 
 // DecodeCommand parses a log entry. It refuses entries of a newer version (ErrNewerVersion), of
-// an unknown type (ErrUnknownCommand), and anything malformed, without panicking.
+// a type this build does not know (ErrUnknownCommand, including a later protocol's type in an
+// older build), and anything malformed, without panicking.
 func DecodeCommand(b []byte) (*Command, error) {
 	var head struct {
 		Version int `json:"v"`
@@ -131,7 +157,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 	if head.Version < 1 {
 		return nil, fmt.Errorf("decode command: missing or bad version %d", head.Version)
 	}
-	if !knownOps[head.Op] {
+	if head.Op.MinProtocol() == 0 {
 		return nil, fmt.Errorf("decode command: type %q: %w", head.Op, ErrUnknownCommand)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -144,4 +170,13 @@ func DecodeCommand(b []byte) (*Command, error) {
 		return nil, fmt.Errorf("decode %s command: trailing data", head.Op)
 	}
 	return &c, nil
+}
+
+// entryOp reads the type of an encoded entry, "" if it has none that can be read.
+func entryOp(b []byte) Op {
+	var head struct {
+		Op Op `json:"op"`
+	}
+	_ = json.Unmarshal(b, &head)
+	return head.Op
 }

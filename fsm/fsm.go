@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +41,8 @@ type FSM struct {
 	// st is guarded by mu; apply replaces the values in its maps instead of modifying them,
 	// so copies made by freeze stay valid without the lock.
 	st *State
+	// halt is guarded by mu: set by the first entry this build does not understand.
+	halt *Halt
 
 	watchMu  sync.Mutex // guards watchers
 	watchers map[*Watcher]struct{}
@@ -52,13 +53,40 @@ func New(log *slog.Logger) *FSM {
 	return &FSM{log: log, st: newState(), watchers: map[*Watcher]struct{}{}}
 }
 
-// Apply decodes and applies the log entry at index. It never panics on bad input: an entry of an
-// unknown type, a newer version, or one that fails validation against the current state is
-// refused with a logged error, and the state stays as it was (but for the applied index).
-// Every replica refuses the same entries, so they stay identical.
+// Halt describes why an FSM stopped applying the log.
+type Halt struct {
+	// Index is the entry the FSM could not apply; the state stays at the entry before it.
+	Index uint64
+	// Op is the entry's type as far as it could be read ("" if not even that).
+	Op Op
+	// Err is the reason, wrapping ErrUnknownCommand, ErrNewerVersion or a decoding error.
+	Err error
+}
+
+func (h *Halt) String() string {
+	return fmt.Sprintf("stopped applying the log at entry %d (type %q): %v; upgrade this agent: it catches up by replaying the log", h.Index, h.Op, h.Err)
+}
+
+// Apply decodes and applies the log entry at index. It never panics on bad input.
+//
+// An entry that decodes but fails validation against the current state (ErrInvalid,
+// ErrNotFound, ErrConflict) is refused: Result.Err says why, the state stays as it was but for
+// the applied index, and every replica refuses it identically.
+//
+// An entry this build cannot read — an unknown type, a newer version, or one that does not
+// decode — is another matter: a newer replica may apply it, so skipping it would make this one
+// diverge. The FSM halts instead: it logs the entry at ERROR once, Halted describes it from
+// then on, and this and every later Apply return a Result whose Err wraps ErrHalted, changing
+// neither the state nor its index. Upgrading the agent replays the log from its last snapshot
+// (none is taken while halted) and applies the entry; a Restore also clears the halt.
 func (f *FSM) Apply(index uint64, data []byte) Result {
 	res := Result{Index: index}
 	f.mu.Lock()
+	if h := f.halt; h != nil {
+		f.mu.Unlock()
+		res.Err = fmt.Errorf("entry %d not applied: halted at entry %d: %w", index, h.Index, ErrHalted)
+		return res
+	}
 	c, err := DecodeCommand(data)
 	if err == nil {
 		var ch *change
@@ -67,19 +95,31 @@ func (f *FSM) Apply(index uint64, data []byte) Result {
 			res.Changed = ch.changed
 		}
 	}
+	if err != nil && (c == nil || errors.Is(err, ErrUnknownCommand) || errors.Is(err, ErrNewerVersion)) {
+		h := &Halt{Index: index, Op: entryOp(data), Err: err}
+		f.halt = h
+		f.mu.Unlock()
+		f.log.Error("log entry not understood; stopped applying the log: upgrade this agent",
+			"op", "apply", "index", index, "type", string(h.Op), "err", err)
+		res.Err = fmt.Errorf("entry %d: %w: %w", index, ErrHalted, err)
+		return res
+	}
 	f.st.index = index
 	f.mu.Unlock()
 	// Watchers hear after the lock is released, so a View they take includes the change.
 	f.notify(res.Changed, false)
 	if err != nil {
 		res.Err = err
-		level := slog.LevelWarn
-		if errors.Is(err, ErrUnknownCommand) || errors.Is(err, ErrNewerVersion) {
-			level = slog.LevelError
-		}
-		f.log.Log(context.Background(), level, "log entry refused", "op", "apply", "index", index, "err", err)
+		f.log.Warn("log entry refused", "op", "apply", "index", index, "err", err)
 	}
 	return res
+}
+
+// Halted describes why the FSM stopped applying the log, or is nil while it applies.
+func (f *FSM) Halted() *Halt {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.halt
 }
 
 // Prepare normalizes c and validates it against the current local state, so that a bad command
@@ -98,7 +138,8 @@ func (f *FSM) View() *State {
 	return f.st.freeze()
 }
 
-// Restore replaces the state with a snapshot read from r.
+// Restore replaces the state with a snapshot read from r. A successful restore clears a halt:
+// the state is then the snapshot's, at its index, whatever came before.
 func (f *FSM) Restore(r io.Reader) error {
 	snap, err := ReadSnapshot(r)
 	if err != nil {
@@ -113,6 +154,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	st.index = snap.Index
 	f.mu.Lock()
 	f.st = st
+	f.halt = nil
 	f.mu.Unlock()
 	f.notify(nil, true)
 	return nil

@@ -248,38 +248,6 @@ func TestApplyTableReplacesAndKeepsHealth(t *testing.T) {
 	}
 }
 
-func TestUnknownAndNewerEntriesAreRefused(t *testing.T) {
-	a := &applier{t: t, f: testFSM(t)}
-	a.mustApply(UpsertService(web()))
-	tests := []struct {
-		entry string
-		kind  error
-	}{
-		{`{"v":1,"op":"teleport"}`, ErrUnknownCommand},
-		{`{"v":2,"op":"upsert_service","service":{"name":"x"}}`, ErrNewerVersion},
-		{`{"v":1,"op":"delete_service","name":"web","surprise":1}`, nil},
-		{`not json`, nil},
-		{``, nil},
-		{`{"op":"delete_service","name":"web"}`, nil},
-	}
-	for i, tt := range tests {
-		res := a.f.Apply(uint64(100+i), []byte(tt.entry))
-		if res.Err == nil {
-			t.Errorf("entry %q applied, want refused", tt.entry)
-			continue
-		}
-		if tt.kind != nil && !errors.Is(res.Err, tt.kind) {
-			t.Errorf("entry %q: err %v, want %v", tt.entry, res.Err, tt.kind)
-		}
-	}
-	if a.f.View().Len() != 1 {
-		t.Error("a refused entry changed the table")
-	}
-	if got := a.f.View().Index(); got != 105 {
-		t.Errorf("applied index = %d, want 105 (refused entries still advance it)", got)
-	}
-}
-
 func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	a := &applier{t: t, f: testFSM(t)}
 	a.mustApply(UpsertService(web()))

@@ -136,8 +136,9 @@ type change struct {
 	services map[string]*Service
 	groups   map[string]*VIPGroup
 	health   map[string]map[string]RealHealth
-	// upsert and remove act on single services.
+	// upsert and remove act on single services; upserts on several (set_host_admin).
 	upsert  *Service
+	upserts []*Service
 	remove  string
 	changed []string
 }
@@ -203,6 +204,8 @@ func (st *State) prepare(c *Command) (*change, error) {
 			}
 			return nil
 		})
+	case OpSetHostAdmin:
+		return st.prepareHostAdmin(c)
 	case OpRecordHealth:
 		return st.prepareHealth(c)
 	case OpApplyTable:
@@ -228,6 +231,49 @@ func notFound(service, realID string) *FieldError {
 		return &FieldError{Field: "service", Value: service, Reason: "does not exist", Kind: ErrNotFound}
 	}
 	return &FieldError{Field: fmt.Sprintf("service %q real", service), Value: realID, Reason: "does not exist", Kind: ErrNotFound}
+}
+
+// prepareHostAdmin sets the admin state of every real server at c.Host in every service. A
+// service whose servers at that address are all in that state already is left as it is (and
+// not listed as changed), so that repeating the command changes nothing.
+func (st *State) prepareHostAdmin(c *Command) (*change, error) {
+	if !c.Host.IsValid() {
+		return nil, invalid("host", "", "is required")
+	}
+	c.Host = c.Host.Unmap()
+	if !slices.Contains(AdminStates, c.Admin) {
+		return nil, invalid("admin", string(c.Admin), "must be one of %s", joinOf(AdminStates))
+	}
+	ch := &change{upserts: []*Service{}}
+	found := false
+	for _, name := range st.ServiceNames() {
+		old := st.services[name]
+		edit := false
+		for _, r := range old.Reals {
+			if r.Address == c.Host {
+				found = true
+				edit = edit || r.Admin != c.Admin
+			}
+		}
+		if !edit {
+			continue
+		}
+		s := cloneService(old)
+		for i := range s.Reals {
+			if s.Reals[i].Address == c.Host {
+				s.Reals[i].Admin = c.Admin
+			}
+		}
+		if err := ValidateService(&s); err != nil {
+			return nil, err
+		}
+		ch.upserts = append(ch.upserts, &s)
+		ch.changed = append(ch.changed, name)
+	}
+	if !found {
+		return nil, &FieldError{Field: "host", Value: c.Host.String(), Reason: "is not the address of a real server of any service", Kind: ErrNotFound}
+	}
+	return ch, nil
 }
 
 // editService applies edit to a copy of the named service and validates the result.
@@ -351,6 +397,11 @@ func (st *State) commit(ch *change) {
 	case ch.remove != "":
 		delete(st.services, ch.remove)
 		delete(st.health, ch.remove)
+	case ch.upserts != nil:
+		// Only admin states change: the reals, and so their health, stay.
+		for _, s := range ch.upserts {
+			st.services[s.Name] = s
+		}
 	default:
 		for name, inner := range ch.health {
 			st.health[name] = inner

@@ -23,6 +23,9 @@ var (
 	ErrUnknownCommand = errors.New("unknown command")
 	// ErrNewerVersion means a log entry or snapshot was written by a newer format than this build reads.
 	ErrNewerVersion = errors.New("newer format version")
+	// ErrHalted means the FSM has stopped applying the log: it met an entry it does not
+	// understand (see FSM.Apply and FSM.Halted).
+	ErrHalted = errors.New("fsm halted")
 )
 
 // FieldError is a rejected input: which field, what value, why. Field is a path such as

@@ -87,6 +87,9 @@ func (b *Backend) Status() cluster.Status {
 	if b.leader == b.self {
 		st.Role = cluster.Leader
 	}
+	if h := b.fsm.Halted(); h != nil {
+		st.Halted = h.String()
+	}
 	for _, p := range b.peers {
 		p.Leader = p.ID == b.leader
 		if p.Leader {

@@ -79,6 +79,10 @@ func status(ctx context.Context, c *call, verbose bool) error {
 	fmt.Fprintf(tw, "Term:\t%d\n", st.Term)
 	fmt.Fprintf(tw, "Commit index:\t%d\n", st.CommitIndex)
 	fmt.Fprintf(tw, "Applied index:\t%d\n", st.AppliedIndex)
+	if st.Halted != "" {
+		// The table below is frozen at the entry before the one this agent could not read.
+		fmt.Fprintf(tw, "HALTED:\tthis agent %s\n", st.Halted)
+	}
 	fmt.Fprintf(tw, "Table:\t%s, %s at index %d (%s)\n", count(st.Services, "service"), count(st.Reals, "real server"), st.Index, meta.Consistency)
 	if dpInfo != nil {
 		fmt.Fprintf(tw, "Dataplane:\t%s\n", dataplaneSummary(dpInfo.Status))
