@@ -23,6 +23,7 @@ type Server struct {
 	events *Events
 	// checks is nil when the agent runs no health checks.
 	checks Checks
+	ready  readiness
 }
 
 // NewServer returns the API handler for b. It starts nothing; log (nil: discard) receives one
@@ -60,6 +61,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/events", s.getEvents)
 	s.handle("GET /v1/checks", s.getChecks)
 	s.handle("GET /v1/members", s.listMembers)
+	s.handle("GET /v1/agent/ready", s.getReady)
 	s.handle("GET /v1/operator/raft/peers", s.listPeers)
 	s.handle("DELETE /v1/operator/raft/peers/{id}", s.removePeer)
 	s.handle("POST /v1/operator/raft/transfer-leadership", s.transferLeadership)

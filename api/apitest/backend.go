@@ -90,8 +90,11 @@ func (b *Backend) Status() cluster.Status {
 	if h := b.fsm.Halted(); h != nil {
 		st.Halted = h.String()
 	}
+	if b.noLeader {
+		st.Role = cluster.Follower
+	}
 	for _, p := range b.peers {
-		p.Leader = p.ID == b.leader
+		p.Leader = p.ID == b.leader && !b.noLeader
 		if p.Leader {
 			st.LeaderID, st.LeaderAddr = p.ID, p.Address
 		}

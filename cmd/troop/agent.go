@@ -177,6 +177,8 @@ type agent struct {
 	feedHealth func(context.Context)
 	ln         net.Listener
 	srv        *http.Server
+	// ready reports the agent's readiness (GET /v1/agent/ready).
+	ready func() api.Readiness
 }
 
 // serveAgent runs the agent until ctx ends (or a part fails), then stops it in order.
@@ -228,6 +230,7 @@ func newAgent(ac config.Agent, o agentOptions, log *slog.Logger) (_ *agent, err 
 	a.events = api.NewEvents(eventsKept, log.With("component", "events"))
 	a.feedHealth = a.events.FeedHealth(a.fsm)
 	apiServer := api.NewServer(a.node, log.With("component", "api"))
+	a.ready = apiServer.Readiness
 	apiServer.SetEvents(a.events)
 	if a.checks != nil {
 		apiServer.SetChecks(a.checks.engine)
@@ -274,6 +277,11 @@ func (a *agent) run(ctx context.Context, o agentOptions) error {
 		workWG.Go(func() { a.events.FeedChecks(a.nodeID, checkEvents) })
 	}
 	workWG.Go(func() { a.feedHealth(workCtx) })
+	workWG.Go(func() {
+		if err := notifyWhenReady(workCtx, a.ready, sdNotify); err != nil {
+			a.log.Warn("could not tell systemd the agent is ready", "op", "start", "err", err)
+		}
+	})
 	workWG.Go(func() { a.events.FeedLeadership(a.nodeID, leadership) })
 	if len(a.node.SerialStatus()) > 0 {
 		workWG.Go(func() { watchPeers(workCtx, a.node.SerialStatus, a.events) })
@@ -301,6 +309,9 @@ func (a *agent) run(ctx context.Context, o agentOptions) error {
 	case runErr = <-failed:
 	}
 	a.log.Info("agent stopping", "op", "stop")
+	if err := sdNotify("STOPPING=1\nSTATUS=stopping: handing leadership over"); err != nil {
+		a.log.Warn("could not tell systemd the agent is stopping", "op", "stop", "err", err)
+	}
 	handOver(a.node, a.dp, o.leaveOnStop, a.log)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
