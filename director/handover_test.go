@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/troop-lb/troop/cluster"
-	"github.com/troop-lb/troop/fsm"
 	"github.com/troop-lb/troop/director"
 	"github.com/troop-lb/troop/director/netfake"
+	"github.com/troop-lb/troop/fsm"
 )
 
 // handOverAsync runs r.d.HandOver with a transfer that makes the pool depose this director,
