@@ -308,3 +308,26 @@ func readMeta(resp *http.Response) ReadMeta {
 	index, _ := strconv.ParseUint(resp.Header.Get(HeaderIndex), 10, 64)
 	return ReadMeta{Index: index, Consistency: resp.Header.Get(HeaderConsistency)}
 }
+
+// Ready asks whether the agent is ready (GET /v1/agent/ready). A not-ready agent is an answer
+// (Ready false, with the reasons), not an error.
+func (c *Client) Ready(ctx context.Context) (Readiness, error) {
+	u := c.base + "/v1/agent/ready"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return Readiness{}, fmt.Errorf("GET %s: %w", u, err)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return Readiness{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+		return Readiness{}, responseError(http.MethodGet, u, resp)
+	}
+	var r Readiness
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return Readiness{}, fmt.Errorf("GET %s: decode answer: %w", u, err)
+	}
+	return r, nil
+}

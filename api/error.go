@@ -69,7 +69,8 @@ func errorFor(err error) *Error {
 	case errors.As(err, &tooLarge):
 		e.StatusCode = http.StatusRequestEntityTooLarge
 		e.Message = fmt.Sprintf("request body is larger than the limit of %s", formatBytes(tooLarge.Limit))
-	case errors.Is(err, fsm.ErrInvalid), errors.Is(err, fsm.ErrNewerVersion):
+	case errors.Is(err, fsm.ErrInvalid), errors.Is(err, fsm.ErrNewerVersion), errors.Is(err, fsm.ErrUnknownCommand):
+		// A command this agent's build cannot express is the request's problem, not the agent's.
 		e.StatusCode = http.StatusBadRequest
 	case errors.Is(err, fsm.ErrNotFound), errors.Is(err, cluster.ErrUnknownPeer):
 		e.StatusCode = http.StatusNotFound

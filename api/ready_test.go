@@ -84,3 +84,17 @@ func TestReadiness(t *testing.T) {
 		t.Fatalf("VIP-only: %d %+v", code, r)
 	}
 }
+
+func TestClientReady(t *testing.T) {
+	b := apitest.NewBackend(nil)
+	hs := httptest.NewServer(api.NewServer(b, nil))
+	defer hs.Close()
+	c := api.NewClient(hs.URL, nil)
+	if r, err := c.Ready(t.Context()); err != nil || !r.Ready {
+		t.Fatalf("ready: %+v, %v", r, err)
+	}
+	b.SetLeaderless(true)
+	if r, err := c.Ready(t.Context()); err != nil || r.Ready || len(r.Reasons) == 0 {
+		t.Fatalf("not ready is an answer: %+v, %v", r, err)
+	}
+}

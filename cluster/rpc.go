@@ -32,9 +32,16 @@ const (
 	opInfo               = "info"                // describe this node (any node; bootstrap_expect)
 )
 
+// rpcVersion is the version of the RPC this build speaks. Fields are only ever added (JSON
+// ignores unknown ones, so N and N-1 understand each other); a request of a newer version or an
+// unknown op is refused with fsm.ErrNewerVersion rather than half understood.
+const rpcVersion = 1
+
 // rpcRequest is one call.
 type rpcRequest struct {
-	Op string `json:"op"`
+	// Version is the caller's rpcVersion; call sets it.
+	Version int    `json:"v"`
+	Op      string `json:"op"`
 	// Command is an fsm-encoded command (apply).
 	Command json.RawMessage `json:"command,omitempty"`
 	// ID and Address name a server (join, remove_peer, transfer_leadership).
@@ -227,6 +234,7 @@ func call(ctx context.Context, nw network, addr string, req *rpcRequest) (*rpcRe
 	defer cancel()
 	dl, _ := ctx.Deadline()
 	req.Timeout = time.Until(dl)
+	req.Version = rpcVersion
 	conn, err := nw.DialRPC(ctx, addr)
 	if err != nil {
 		return nil, &dialError{fmt.Errorf("connect to %s: %w", addr, err)}
@@ -343,6 +351,10 @@ func (n *Node) handleRPC(ctx context.Context, req *rpcRequest) *rpcResponse {
 		resp.Err = encodeError(ErrNotRunning)
 		return resp
 	}
+	if req.Version > rpcVersion {
+		resp.Err = encodeError(fmt.Errorf("rpc %s version %d, this node speaks up to %d: %w", req.Op, req.Version, rpcVersion, fsm.ErrNewerVersion))
+		return resp
+	}
 	var err error
 	switch req.Op {
 	case opInfo:
@@ -364,7 +376,7 @@ func (n *Node) handleRPC(ctx context.Context, req *rpcRequest) *rpcResponse {
 	case opTransferLeadership:
 		err = n.transferLeader(r, req.ID)
 	default:
-		err = fmt.Errorf("unknown rpc %q", req.Op)
+		err = fmt.Errorf("unknown rpc %q (from a newer agent?): %w", req.Op, fsm.ErrNewerVersion)
 	}
 	if err != nil {
 		resp.Err = encodeError(err)

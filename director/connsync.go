@@ -215,8 +215,9 @@ func pushConns(cs ConnSync, iface string, syncID uint8, entries []syncEntry, sen
 	return len(fresh), nil
 }
 
-// connPushInterval paces a handing-over leader's sends of new connections to the backups.
-const connPushInterval = 20 * time.Millisecond
+// connPushInterval paces a handing-over leader's sends of new connections to the backups: well
+// within a client's first retransmission (200 ms at least), which the new leader's guard waits for.
+const connPushInterval = 100 * time.Millisecond
 
 // sendConnsDuringHandover sends, when this director can (ConnSync, IPVS and a sync daemon), its
 // IPVS connections to the backups at once and then every connPushInterval, each connection once

@@ -50,7 +50,10 @@ const webURL = "http://" + lvs.VIP + "/index.html"
 
 // newPool starts cfg's pool (its agents, on any kernel: without IPVS they serve VIPs only) and
 // waits for a leader. Everything is removed when the test ends.
-func newPool(t *testing.T, cfg lvs.Config) *lvsPool {
+func newPool(t *testing.T, cfg lvs.Config) *lvsPool { return newPoolWith(t, cfg, nil) }
+
+// newPoolWith is newPool with a hook that adjusts the pool before its agents start.
+func newPoolWith(t *testing.T, cfg lvs.Config, before func(*lvs.Pool)) *lvsPool {
 	t.Helper()
 	needRoot(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -67,6 +70,9 @@ func newPool(t *testing.T, cfg lvs.Config) *lvsPool {
 		}
 		p.Close()
 	})
+	if before != nil {
+		before(p)
+	}
 	if err := p.StartAll(); err != nil {
 		t.Fatal(err)
 	}
@@ -78,8 +84,14 @@ func newPool(t *testing.T, cfg lvs.Config) *lvsPool {
 // table through a follower and waits until the client is served by every real.
 func newLVSPool(t *testing.T, cfg lvs.Config, table string) *lvsPool {
 	t.Helper()
+	return newLVSPoolWith(t, cfg, table, nil)
+}
+
+// newLVSPoolWith is newLVSPool with a hook that adjusts the pool before its agents start.
+func newLVSPoolWith(t *testing.T, cfg lvs.Config, table string, before func(*lvs.Pool)) *lvsPool {
+	t.Helper()
 	needIPVS(t)
-	lp := newPool(t, cfg)
+	lp := newPoolWith(t, cfg, before)
 	p, ctx := lp.Pool, lp.ctx
 	for _, r := range append(p.Reals(), lvs.FallbackName) {
 		if err := p.PrepareReal(ctx, r, lvs.VIP); err != nil {
@@ -275,6 +287,9 @@ type failover struct {
 	requests int
 	failed   []lvs.Sample
 	slowest  time.Duration
+	// reelected is true when another election followed the failover at once (a slow guest): the
+	// VIP then moved twice, the second time without a handover.
+	reelected bool
 }
 
 // loseLeader makes the current leader go away (crash: link cut and SIGKILL, as a host that
@@ -317,14 +332,23 @@ func (p *lvsPool) loseLeader(crash bool) failover {
 	})
 	// A crashed host keeps its addresses, out of reach behind its cut link: only the live
 	// directors count.
-	if h := p.liveHolders(); !slices.Equal(h, []string{p.leader}) {
+	reelected := false
+	if h := p.liveHolders(); len(h) > 1 {
 		p.t.Errorf("VIP holders among the running directors after the failover: %v, want [%s]", h, p.leader)
+	} else if len(h) == 0 || h[0] != p.leader {
+		// A slow guest may hold another election right after the failover (see rejoin): the
+		// leader then must hold the VIP alone, and soon.
+		l := p.waitLeader()
+		p.waitFor(5*time.Second, "the leader "+l+" alone holds the VIP", func() bool { return slices.Equal(p.liveHolders(), []string{l}) })
+		p.t.Logf("an election right after the failover: the VIP was held by %v, %s leads and holds it now", h, l)
+		p.leader = l
+		reelected = true
 	}
 	time.Sleep(time.Second) // traffic after the switch
 	replies := watch.Stop()
 	samples := load.Stop()
 
-	var f failover
+	f := failover{reelected: reelected}
 	if f.outage, err = lvs.Outage(replies, oldMAC, newMAC); err != nil {
 		p.t.Fatal(err)
 	}
@@ -487,18 +511,16 @@ func TestLVSLeaderCrash(t *testing.T) {
 // The client here makes one request at a time, so at most one connection can straddle.
 func checkGraceful(t *testing.T, f failover) {
 	t.Helper()
-	if f.slowest >= time.Second {
+	switch {
+	case f.slowest >= time.Second && f.reelected:
+		t.Logf("a request took %s: the VIP moved again, without a handover, in the election that followed", f.slowest)
+	case f.slowest >= time.Second:
 		t.Errorf("a request took %s during a graceful stop: a packet was dropped in the switch", f.slowest)
 	}
-	resets := 0
-	for _, s := range f.failed {
-		if strings.Contains(s.Err.Error(), "connection reset by peer") {
-			resets++
-		}
-	}
-	if resets != len(f.failed) || resets > 1 {
-		t.Errorf("%d of %d requests failed during a graceful stop (%d resets; at most one straddling reset is the known gap):\n%s",
-			len(f.failed), f.requests, resets, describeSamples(f.failed))
+	// The old leader sends its connections to the new one (handshakes included) and the new one
+	// drops, rather than resets, segments it does not know yet: not one request may fail.
+	if len(f.failed) > 0 {
+		t.Errorf("%d of %d requests failed during a graceful stop:\n%s", len(f.failed), f.requests, describeSamples(f.failed))
 	}
 }
 

@@ -51,6 +51,11 @@ func TestVM(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The "older" build of the rolling upgrade: it lacks the newest entry type.
+	troopOld := filepath.Join(dir, "troop-old")
+	if err := vm.GoStatic(ctx, "build", "-tags", "troop_protocol1", "-o", troopOld, "../cmd/troop"); err != nil {
+		t.Fatal(err)
+	}
 	// By default: the director package's contract tests against the real kernel (IPVS and the
 	// sync daemons), then every scenario. TROOP_VM_RUN picks scenarios alone.
 	pattern, directorPattern := os.Getenv("TROOP_VM_RUN"), ""
@@ -65,8 +70,8 @@ fi
 /bin/integration.test -test.v -test.count 1 -test.timeout 12m -test.run "$TROOP_VM_RUN" || status=1
 exit $status
 `,
-		Files: map[string]string{"/bin/troop": troop, "/bin/integration.test": guestTests, "/bin/director.test": directorTests},
-		Env: []string{"TROOP_BIN=/bin/troop", "TROOP_REQUIRE_IPVS=1", "TROOP_VM_RUN=" + pattern,
+		Files: map[string]string{"/bin/troop": troop, "/bin/troop-old": troopOld, "/bin/integration.test": guestTests, "/bin/director.test": directorTests},
+		Env: []string{"TROOP_BIN=/bin/troop", "TROOP_OLD_BIN=/bin/troop-old", "TROOP_REQUIRE_IPVS=1", "TROOP_VM_RUN=" + pattern,
 			"TROOP_VM_DIRECTOR_RUN=" + directorPattern, "TROOP_FAILOVER_RUNS=" + os.Getenv("TROOP_FAILOVER_RUNS")},
 	}
 	consoleLog := filepath.Join(dir, "console.log")

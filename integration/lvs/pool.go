@@ -6,6 +6,7 @@
 package lvs
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -108,6 +109,8 @@ type Pool struct {
 	closers []io.Closer // echo listeners
 	// gossipKey is the pool's gossip key (base64), when Config.Gossip is set.
 	gossipKey string
+	// bins are directors' troop binaries other than Config.Bin (SetBinary), guarded by mu.
+	bins map[string]string
 }
 
 type agent struct {
@@ -363,7 +366,10 @@ func (p *Pool) StartWith(name string, args ...string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", string(p.nodes[name].NS), p.cfg.Bin, "agent", "-config", cfgFile}, args...)...)
+	p.mu.Lock()
+	bin := cmp.Or(p.bins[name], p.cfg.Bin)
+	p.mu.Unlock()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", string(p.nodes[name].NS), bin, "agent", "-config", cfgFile}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -380,6 +386,16 @@ func (p *Pool) StartWith(name string, args ...string) error {
 	p.mu.Unlock()
 	p.logf("started agent %s", name)
 	return nil
+}
+
+// SetBinary makes director name run bin from its next start on (an upgrade, say).
+func (p *Pool) SetBinary(name, bin string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bins == nil {
+		p.bins = map[string]string{}
+	}
+	p.bins[name] = bin
 }
 
 // StartAll starts every founding director's agent (Config.Founders).
