@@ -356,7 +356,16 @@ func (p *lvsPool) loseLeader(crash bool) failover {
 		p.t.Errorf("the old leader %s (%s) answered for the VIP after the new leader %s (%s) did", old, oldMAC, p.leader, newMAC)
 	}
 	if n := p.clientNeighbour(lvs.VIP); n != newMAC {
-		p.t.Errorf("client's neighbour entry for the VIP: %q, want the new leader's %s (the announcement did not reach it)", n, newMAC)
+		if l := p.waitLeader(); l != p.leader {
+			// Another election moved the VIP on (a slow guest): its announcement must reach
+			// the client in turn.
+			p.t.Logf("an election after the failover: %s leads now, not %s", l, p.leader)
+			p.leader, f.reelected = l, true
+			mac := p.mac(l)
+			p.waitFor(3*time.Second, "the client's neighbour entry names "+l, func() bool { return p.clientNeighbour(lvs.VIP) == mac })
+		} else {
+			p.t.Errorf("client's neighbour entry for the VIP: %q, want the new leader's %s (the announcement did not reach it)", n, newMAC)
+		}
 	}
 	f.requests = len(samples)
 	f.failed = failures(samples, time.Time{})
