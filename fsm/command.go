@@ -30,6 +30,10 @@ const (
 	// OpSetHostAdmin sets the admin state of every real server at one address, in every
 	// service. Protocol 2: the protocol-1 build does not know it.
 	OpSetHostAdmin Op = "set_host_admin"
+	// OpUpsertToken creates or replaces an ACL token (its hash, never its secret), and
+	// OpDeleteToken removes one. Protocol 3.
+	OpUpsertToken Op = "upsert_token"
+	OpDeleteToken Op = "delete_token"
 )
 
 // protocol1Ops are the entry types of protocol 1, which every agent applies. Later ones are in
@@ -67,6 +71,9 @@ type Command struct {
 	Admin  AdminState `json:"admin,omitempty"`
 	// Host is the address set_host_admin acts on.
 	Host netip.Addr `json:"host,omitzero"`
+	// Token is the ACL token upsert_token writes; Accessor names the one delete_token removes.
+	Token    *Token `json:"token,omitempty"`
+	Accessor string `json:"accessor,omitempty"`
 
 	// Health is the batch of a record_health command; Time is the leader's clock when it was cut.
 	Health []HealthTransition `json:"health,omitempty"`
@@ -118,6 +125,13 @@ func SetAdmin(service, realID string, a AdminState) Command {
 func SetHostAdmin(host netip.Addr, a AdminState) Command {
 	return Command{Op: OpSetHostAdmin, Host: host, Admin: a}
 }
+
+// UpsertToken creates or replaces an ACL token, keyed by its accessor. It needs protocol 3 on
+// every server of the pool.
+func UpsertToken(tk Token) Command { return Command{Op: OpUpsertToken, Token: &tk} }
+
+// DeleteToken removes the ACL token with this accessor. It needs protocol 3.
+func DeleteToken(accessor string) Command { return Command{Op: OpDeleteToken, Accessor: accessor} }
 
 // RecordHealth commits a batch of health transitions observed at time at.
 func RecordHealth(at time.Time, ts []HealthTransition) Command {

@@ -21,6 +21,9 @@ type Snapshot struct {
 	Index  uint64 `json:"index"`
 	Table
 	Health map[string]map[string]RealHealth `json:"health,omitempty"`
+	// Tokens are the ACL tokens: accessors, names, scopes and hashes, never secrets. Absent
+	// while there are none, so that older builds read the snapshot.
+	Tokens []Token `json:"tokens,omitempty"`
 }
 
 // Result is the outcome of applying one log entry.
@@ -151,6 +154,13 @@ func (f *FSM) Restore(r io.Reader) error {
 		return fmt.Errorf("restore snapshot at index %d: %w", snap.Index, err)
 	}
 	st.commit(ch)
+	for i := range snap.Tokens {
+		tk := snap.Tokens[i]
+		if err := ValidateToken(&tk); err != nil {
+			return fmt.Errorf("restore snapshot at index %d: %w", snap.Index, err)
+		}
+		st.tokens[tk.Accessor] = &tk
+	}
 	st.index = snap.Index
 	f.mu.Lock()
 	f.st = st
@@ -163,6 +173,9 @@ func (f *FSM) Restore(r io.Reader) error {
 // Snapshot returns the whole state in serializable form.
 func (st *State) Snapshot() Snapshot {
 	s := Snapshot{Format: SnapshotFormat, Index: st.index, Table: st.Table()}
+	if len(st.tokens) > 0 {
+		s.Tokens = st.Tokens()
+	}
 	for name, inner := range st.health {
 		if len(inner) == 0 {
 			continue

@@ -36,3 +36,16 @@ func TestProtocol1BuildDoesNotKnowSetHostAdmin(t *testing.T) {
 		t.Errorf("own set_host_admin decodes: %v", err)
 	}
 }
+
+// Nor does it know the ACL token entries of protocol 3.
+func TestProtocol1BuildDoesNotKnowTokens(t *testing.T) {
+	for _, op := range []Op{OpUpsertToken, OpDeleteToken} {
+		if got := op.MinProtocol(); got != 0 {
+			t.Errorf("%s needs protocol %d here, want 0 (unknown)", op, got)
+		}
+	}
+	entry := []byte(`{"v":1,"op":"delete_token","accessor":"0f8fad5b-d9cb-469f-a165-70867728950e"}`)
+	if _, err := DecodeCommand(entry); !errors.Is(err, ErrUnknownCommand) {
+		t.Errorf("decode delete_token: err = %v, want ErrUnknownCommand", err)
+	}
+}

@@ -13,8 +13,8 @@ import (
 )
 
 func TestProtocolOfOps(t *testing.T) {
-	if ProtocolVersion != 2 {
-		t.Errorf("ProtocolVersion = %d, want 2", ProtocolVersion)
+	if ProtocolVersion != 3 {
+		t.Errorf("ProtocolVersion = %d, want 3", ProtocolVersion)
 	}
 	for op := range protocol1Ops {
 		if got := op.MinProtocol(); got != 1 {
@@ -23,6 +23,11 @@ func TestProtocolOfOps(t *testing.T) {
 	}
 	if got := OpSetHostAdmin.MinProtocol(); got != 2 {
 		t.Errorf("set_host_admin needs protocol %d, want 2", got)
+	}
+	for _, op := range []Op{OpUpsertToken, OpDeleteToken} {
+		if got := op.MinProtocol(); got != 3 {
+			t.Errorf("%s needs protocol %d, want 3", op, got)
+		}
 	}
 	if got := Op("teleport").MinProtocol(); got != 0 {
 		t.Errorf("unknown op needs protocol %d, want 0", got)

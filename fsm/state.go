@@ -18,6 +18,8 @@ type State struct {
 	// health maps service name → real ID → committed health. Inner maps are replaced, not
 	// modified, once a frozen copy may share them.
 	health map[string]map[string]RealHealth
+	// tokens maps accessor → ACL token (hashes only). The map is replaced, not modified.
+	tokens map[string]*Token
 }
 
 func newState() *State {
@@ -25,6 +27,7 @@ func newState() *State {
 		services: map[string]*Service{},
 		groups:   map[string]*VIPGroup{},
 		health:   map[string]map[string]RealHealth{},
+		tokens:   map[string]*Token{},
 	}
 }
 
@@ -36,6 +39,7 @@ func (st *State) freeze() *State {
 		services: maps.Clone(st.services),
 		groups:   maps.Clone(st.groups),
 		health:   maps.Clone(st.health),
+		tokens:   st.tokens,
 	}
 }
 
@@ -140,6 +144,8 @@ type change struct {
 	upsert  *Service
 	upserts []*Service
 	remove  string
+	// tokens, if not nil, replaces every ACL token (upsert_token, delete_token).
+	tokens  map[string]*Token
 	changed []string
 }
 
@@ -206,6 +212,8 @@ func (st *State) prepare(c *Command) (*change, error) {
 		})
 	case OpSetHostAdmin:
 		return st.prepareHostAdmin(c)
+	case OpUpsertToken, OpDeleteToken:
+		return st.prepareToken(c)
 	case OpRecordHealth:
 		return st.prepareHealth(c)
 	case OpApplyTable:
@@ -220,6 +228,10 @@ func (st *State) prepare(c *Command) (*change, error) {
 		if c.State.Format > SnapshotFormat {
 			return nil, fmt.Errorf("restore snapshot format %d, this build reads up to %d: %w", c.State.Format, SnapshotFormat, ErrNewerVersion)
 		}
+		// ACL tokens are access control, not table: a restore leaves them as they are, so an
+		// old file neither revokes today's tokens nor brings back deleted ones. Dropping them
+		// from the proposed entry also keeps it readable by servers of older protocols.
+		c.State.Tokens = nil
 		// A snapshot without health restores "no verdicts", not today's verdicts.
 		return st.prepareReplace(&c.State.Table, orEmpty(c.State.Health))
 	}
@@ -397,6 +409,8 @@ func (st *State) commit(ch *change) {
 	case ch.remove != "":
 		delete(st.services, ch.remove)
 		delete(st.health, ch.remove)
+	case ch.tokens != nil:
+		st.tokens = ch.tokens
 	case ch.upserts != nil:
 		// Only admin states change: the reals, and so their health, stay.
 		for _, s := range ch.upserts {
