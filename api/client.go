@@ -24,6 +24,7 @@ type Client struct {
 	base  string
 	hc    *http.Client
 	actor string
+	token string
 }
 
 // NewClient returns a client of the agent at addr: a base URL ("http://127.0.0.1:9700") or a bare
@@ -44,6 +45,14 @@ func NewClient(addr string, httpClient *http.Client) *Client {
 func (c *Client) WithActor(actor string) *Client {
 	cc := *c
 	cc.actor = actor
+	return &cc
+}
+
+// WithToken returns a copy of the client that sends the ACL token secret with every request
+// ("Authorization: Bearer"); an empty secret sends none.
+func (c *Client) WithToken(secret string) *Client {
+	cc := *c
+	cc.token = secret
 	return &cc
 }
 
@@ -208,6 +217,25 @@ func (c *Client) RestoreSnapshot(ctx context.Context, r io.Reader) (TableDiff, e
 }
 
 // urlPath joins escaped path segments under /v1/.
+// CreateToken creates an ACL token; the answer holds its secret, which is shown only this once.
+func (c *Client) CreateToken(ctx context.Context, name string, scope fsm.Scope) (NewToken, error) {
+	var out NewToken
+	_, err := c.do(ctx, http.MethodPost, "/v1/acl/tokens", nil, TokenRequest{Name: name, Scope: scope}, &out)
+	return out, err
+}
+
+// Tokens lists the ACL tokens (accessors, names and scopes; never secrets).
+func (c *Client) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	var out []TokenInfo
+	_, err := c.read(ctx, "/v1/acl/tokens", ReadOptions{}, &out)
+	return out, err
+}
+
+// DeleteToken removes the ACL token with this accessor.
+func (c *Client) DeleteToken(ctx context.Context, accessor string) (WriteResult, error) {
+	return c.write(ctx, http.MethodDelete, urlPath("acl", "tokens", accessor), nil)
+}
+
 func urlPath(segments ...string) string {
 	var b strings.Builder
 	b.WriteString("/v1")
@@ -277,6 +305,9 @@ func (c *Client) send(ctx context.Context, method, path string, flags []string, 
 	req.Header.Set("Accept", "application/json")
 	if c.actor != "" {
 		req.Header.Set(HeaderActor, c.actor)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

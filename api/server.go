@@ -24,6 +24,8 @@ type Server struct {
 	// checks is nil when the agent runs no health checks.
 	checks Checks
 	ready  readiness
+	// acl is nil without access control (SetACL).
+	acl *ACL
 }
 
 // NewServer returns the API handler for b. It starts nothing; log (nil: discard) receives one
@@ -65,6 +67,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/operator/raft/peers", s.listPeers)
 	s.handle("DELETE /v1/operator/raft/peers/{id}", s.removePeer)
 	s.handle("POST /v1/operator/raft/transfer-leadership", s.transferLeadership)
+	s.aclRoutes()
 }
 
 // handle registers a handler that returns its error instead of writing it.
@@ -79,6 +82,10 @@ func (s *Server) handle(pattern string, h func(http.ResponseWriter, *http.Reques
 // ServeHTTP routes the request. Unknown paths (404) and methods (405, with Allow) get JSON errors
 // like every other failure, not ServeMux's plain text.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r, ok := s.authorize(w, r)
+	if !ok {
+		return
+	}
 	if h, pattern := s.mux.Handler(r); pattern == "" {
 		// ServeMux answers unmatched requests itself; let it decide between 404 and 405.
 		rec := &statusRecorder{header: http.Header{}}
@@ -191,8 +198,12 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, c fsm.Command) er
 	return nil
 }
 
-// actor names who makes a change: the X-Troop-Actor header, or the client's address.
+// actor names who makes a change: with ACLs the request's token ("token:NAME"), else the
+// X-Troop-Actor header, or the client's address.
 func actor(r *http.Request) string {
+	if a := tokenActor(r); a != "" {
+		return a
+	}
 	if a := strings.TrimSpace(r.Header.Get(HeaderActor)); a != "" {
 		if len(a) > 128 {
 			a = strings.ToValidUTF8(a[:128], "")
