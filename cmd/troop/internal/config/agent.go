@@ -43,6 +43,8 @@ type Agent struct {
 	Gossip Gossip
 	// Serial lists serial heartbeat links, one per peer at most.
 	Serial []Serial
+	// ACL is the acl block: API access control.
+	ACL ACL
 }
 
 // Gossip is the `gossip { ... }` block: memberlist gossip for membership, liveness and discovery.
@@ -114,6 +116,8 @@ const MinSerialKey = 16
 type API struct {
 	// Address is the host:port to listen on; DefaultAPIAddress if empty.
 	Address string
+	// TLS serves the API (and the console) over HTTPS (cert_file, key_file).
+	TLS TLS
 }
 
 // Raft configures the Raft node. Durations and counts override hashicorp/raft's defaults.
@@ -130,6 +134,8 @@ type Raft struct {
 	Join []string
 	// Peers is a static bootstrap configuration that must include this node.
 	Peers []Peer
+	// TLS makes Raft and the directors' RPC mutual TLS (ca_file, cert_file, key_file).
+	TLS TLS
 
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
@@ -175,7 +181,14 @@ func ParseAgent(filename string, src []byte) (Agent, error) {
 		blocks: map[string]blockSpec{
 			"api": {decode: func(b *hclsyntax.Block) {
 				if d.define("api", b) {
-					d.body(b.Body, "api", schema{attrs: map[string]setter{"address": text(&a.API.Address)}})
+					d.body(b.Body, "api", schema{
+						attrs: map[string]setter{"address": text(&a.API.Address)},
+						blocks: map[string]blockSpec{"tls": {decode: func(b *hclsyntax.Block) {
+							if d.define("api tls", b) {
+								d.tls(b, "api", &a.API.TLS, false)
+							}
+						}}},
+					})
 				}
 			}},
 			"raft": {decode: func(b *hclsyntax.Block) {
@@ -194,6 +207,11 @@ func ParseAgent(filename string, src []byte) (Agent, error) {
 				}
 			}},
 			"serial": {decode: func(b *hclsyntax.Block) { d.serial(b, &a.Serial) }},
+			"acl": {decode: func(b *hclsyntax.Block) {
+				if d.define("acl", b) {
+					d.acl(b, &a.ACL)
+				}
+			}},
 		},
 	})
 	if len(d.diags) > 0 {
@@ -233,6 +251,11 @@ func (d *decoder) raft(b *hclsyntax.Block, r *Raft) {
 				}
 				d.body(b.Body, path, schema{attrs: map[string]setter{"address": text(&p.Address)}})
 				r.Peers = append(r.Peers, p)
+			}},
+			"tls": {decode: func(b *hclsyntax.Block) {
+				if d.define("raft tls", b) {
+					d.tls(b, "raft", &r.TLS, true)
+				}
 			}},
 		},
 	})
@@ -373,6 +396,9 @@ func (a Agent) problems() []*fsm.FieldError {
 	ps = append(ps, a.Director.problems()...)
 	ps = append(ps, serialProblems(a.NodeID, a.Serial)...)
 	ps = append(ps, a.Gossip.problems()...)
+	ps = append(ps, a.ACL.problems()...)
+	ps = append(ps, a.API.TLS.problems("api", false)...)
+	ps = append(ps, r.TLS.problems("raft", true)...)
 
 	timeouts := []struct {
 		field string
