@@ -25,6 +25,10 @@ deps:
 	@if [ "$$(id -u)" = 0 ] && { ! command -v ip >/dev/null || ! command -v nft >/dev/null; }; then \
 		echo "installing iproute2 and nftables for the namespace tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 nftables; fi
+	@# The web console's browser test (integration/console_test.go) drives Debian's Chromium.
+	@if [ "$$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then \
+		echo "installing chromium for the web console's browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; fi
 	$(GO) mod download
 
 build: deps

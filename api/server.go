@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/troop-lb/troop/api/ui"
 	"github.com/troop-lb/troop/fsm"
 )
 
@@ -41,6 +42,11 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 
 // routes is the whole API; the README's route table is copied from here.
 func (s *Server) routes() {
+	// The web console (package ui): static files, public like the CLI binary. Everything it shows
+	// or changes goes through the /v1 routes below with the user's token.
+	s.mux.Handle("GET /ui/", ui.Handler("/ui/"))
+	s.mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+
 	s.handle("GET /v1/services", s.listServices)
 	s.handle("GET /v1/services/{name}", s.getService)
 	s.handle("PUT /v1/services/{name}", s.putService)

@@ -26,6 +26,8 @@ type agentOptions struct {
 	dev        bool
 	dataDir    string
 	logLevel   string
+	// apiAddress overrides the API listen address (api.address, or -dev's default).
+	apiAddress string
 	// leaveOnStop removes this director from the Raft configuration when it stops; without it a
 	// stopped director stays a member and rejoins as a follower when it starts again.
 	leaveOnStop bool
@@ -48,6 +50,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&o.dev, "dev", false, "run a single in-memory director on "+config.DefaultAPIAddress+"; nothing is kept")
 	fs.StringVar(&o.dataDir, "data-dir", "", "override data_dir of the config file")
 	fs.StringVar(&o.logLevel, "log-level", "", "override log_level: debug, info, warn or error")
+	fs.StringVar(&o.apiAddress, "api-address", "", "override the API's listen `host:port` (api.address; with -dev too)")
 	fs.BoolVar(&o.leaveOnStop, "leave-on-stop", false, "leave the Raft configuration when stopped (default: stay a member and rejoin on restart)")
 	fs.BoolVar(&o.witness, "witness", false, "run as a witness: a Raft voter that holds no VIP, programs no IPVS, runs no health checks and hands leadership to a director")
 	fs.Usage = func() {
@@ -90,7 +93,7 @@ func loadAgentConfig(o agentOptions) (config.Agent, error) {
 		if err := l.UnmarshalText([]byte(orDefault(o.logLevel, "info"))); err != nil {
 			return config.Agent{}, fmt.Errorf("-log-level %q: must be one of debug, info, warn, error", o.logLevel)
 		}
-		return config.Agent{NodeID: "dev", LogLevel: o.logLevel}, nil
+		return config.Agent{NodeID: "dev", LogLevel: o.logLevel, API: config.API{Address: o.apiAddress}}, nil
 	}
 	src, err := os.ReadFile(o.configFile)
 	if err != nil {
@@ -105,6 +108,9 @@ func loadAgentConfig(o agentOptions) (config.Agent, error) {
 	}
 	if o.logLevel != "" {
 		ac.LogLevel = o.logLevel
+	}
+	if o.apiAddress != "" {
+		ac.API.Address = o.apiAddress
 	}
 	ac.Witness = ac.Witness || o.witness
 	// The overrides are held to the file's rules.

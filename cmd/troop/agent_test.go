@@ -40,6 +40,7 @@ func TestAgentCommandLine(t *testing.T) {
 		{"dev with data dir", []string{"-dev", "-data-dir", dir}, exitError, "-data-dir: a -dev agent keeps nothing on disk"},
 		{"dev with bad level", []string{"-dev", "-log-level", "loud"}, exitError, `-log-level "loud"`},
 		{"dev witness", []string{"-dev", "-witness"}, exitError, "-witness: a -dev agent is alone"},
+		{"bad api address override", []string{"-config", good, "-api-address", "localhost"}, exitError, `api address: "localhost": must be host:port`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,6 +52,20 @@ func TestAgentCommandLine(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want exit %d containing %q", code, stderr.String(), tt.code, tt.want)
 			}
 		})
+	}
+}
+
+// -api-address moves the API, of a -dev agent too (the console's browser test runs one on a
+// free port).
+func TestAgentAPIAddressOverride(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "a.hcl")
+	os.WriteFile(file, []byte("node_id = \"d1\"\ndata_dir = \"/tmp/x\"\napi {\n  address = \"127.0.0.1:9700\"\n}\n"), 0o644)
+	for _, o := range []agentOptions{{dev: true, apiAddress: "127.0.0.1:9799"}, {configFile: file, apiAddress: "127.0.0.1:9799"}} {
+		ac, err := loadAgentConfig(o)
+		if err != nil || ac.API.Address != "127.0.0.1:9799" {
+			t.Errorf("loadAgentConfig(%+v): api address %q, %v; want 127.0.0.1:9799", o, ac.API.Address, err)
+		}
 	}
 }
 
