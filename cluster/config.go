@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,6 +68,11 @@ type Config struct {
 	// Serial lists serial heartbeat links, at most one per peer (see SerialConfig). Zero
 	// Baud, Keepalive and Deadtime take the DefaultSerial values.
 	Serial []SerialConfig
+
+	// TLS, if set, makes every Raft and RPC connection between directors mutual TLS with this
+	// configuration (build it with MutualTLS): a director whose certificate the CA did not sign
+	// can neither join nor talk to the pool. Ignored in Dev mode.
+	TLS *tls.Config
 
 	// Dev runs a single-node pool with in-memory storage and transport that bootstraps itself:
 	// nothing survives a restart. Like `consul agent -dev`.

@@ -124,6 +124,12 @@ func (m *mux) acceptLoop() {
 func (m *mux) route(c *muxConn) {
 	defer m.wg.Done()
 	var b [1]byte
+	if err := handshake(c.Conn); err != nil {
+		// A director without a certificate from the pool's CA, or anything else.
+		m.log.Warn("TLS handshake failed; connection dropped", "op", "mux", "remote", c.RemoteAddr().String(), "err", err)
+		c.Close()
+		return
+	}
 	_ = c.SetReadDeadline(time.Now().Add(muxHandshakeTimeout))
 	if _, err := c.Read(b[:]); err != nil {
 		c.Close()

@@ -98,10 +98,14 @@ func New(cfg Config, f *fsm.FSM) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	layer, err := listenTCP(cfg.BindAddr)
+	tcp, err := listenTCP(cfg.BindAddr)
 	if err != nil {
 		st.close()
 		return nil, err
+	}
+	var layer streamLayer = tcp
+	if cfg.TLS != nil {
+		layer = newTLSLayer(tcp, cfg.TLS)
 	}
 	adv := cfg.AdvertiseAddr
 	if adv == "" {

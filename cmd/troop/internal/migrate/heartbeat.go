@@ -424,7 +424,11 @@ func parseHaResources(file string, src []byte, hb *hbConfig, fs *findings) (fsm.
 			case "ldirectord":
 				fs.add(n, "%s: replaced by Troop itself: import ldirectord.cf with `troop import ldirectord`", res)
 			default:
-				fs.add(n, "resource %s: not imported: Troop moves VIPs and IPVS only (if this is ldirectord misspelled, Heartbeat could not start it either)", res)
+				hint := ""
+				if strings.HasPrefix(kind, "ldir") {
+					hint = " (ldirectord misspelled? Heartbeat could not have started it either)"
+				}
+				fs.add(n, "resource %s: not imported: Troop moves VIPs and IPVS only%s", res, hint)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -490,6 +491,9 @@ func kaVirtualServer(file string, n *kaNode, groups map[string][]kaMember, fs *f
 	}
 	if s.Fallback != nil && !s.Fallback.Address.IsValid() {
 		return nil, errorf(file, n.line, "sorry_server_lvs_method without sorry_server")
+	}
+	if !slices.ContainsFunc(n.children, func(c *kaNode) bool { return c.key == "lb_kind" || c.key == "lvs_method" }) {
+		fs.add(n.line, "no lb_kind: keepalived's default NAT is used")
 	}
 	s.Quiescent = len(quiescent) > 0
 	if len(quiescent) > 0 && len(plain) > 0 {

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -174,7 +175,7 @@ func Ldirectord(file string, src []byte) (*TableResult, error) {
 		}
 		s.Name = taken.unique(serviceBase(&s))
 		if err := validateService(&s); err != nil {
-			return nil, errorf(file, v.line, "%s: %v", v.text, err)
+			return nil, errorf(file, ldLineOf(v, err), "%s: %v", v.text, err)
 		}
 		t.Services = append(t.Services, s)
 		origins = append(origins, origin{s.Name, fmt.Sprintf("%s:%d: %s", file, v.line, v.text)})
@@ -187,6 +188,26 @@ func Ldirectord(file string, src []byte) (*TableResult, error) {
 		return nil, err
 	}
 	return &TableResult{Table: t, HCL: out, Findings: fs.sorted()}, nil
+}
+
+// ldFieldKeys maps the fields of fsm's validation errors to the directive that set them.
+var ldFieldKeys = []struct{ field, key string }{
+	{" scheduler", "scheduler"}, {" check command", "checkcommand"}, {" check path", "request"},
+	{" check method", "httpmethod"}, {" check expect_regexp", "receive"}, {" fallback address", "fallback"},
+	{" persistence timeout", "persistent"}, {" persistence netmask", "netmask"},
+}
+
+// ldLineOf is the line of the directive a validation error is about, else the virtual's.
+func ldLineOf(v *ldVirtual, err error) int {
+	var fe *fsm.FieldError
+	if errors.As(err, &fe) {
+		for _, k := range ldFieldKeys {
+			if x, ok := v.get(k.key); ok && strings.HasSuffix(fe.Field, k.field) {
+				return x.line
+			}
+		}
+	}
+	return v.line
 }
 
 // ldService converts one virtual section.
