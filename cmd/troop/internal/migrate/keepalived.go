@@ -539,6 +539,19 @@ func kaVirtualServer(file string, n *kaNode, groups map[string][]kaMember, fs *f
 			}
 		} else {
 			c.VIP, c.Port = m.vip, m.port
+			// DR and TUN deliver the packet unchanged: the kernel ignores a real server's port
+			// there, and Troop refuses one that differs.
+			for j := range c.Reals {
+				r := &c.Reals[j]
+				fwd := r.Forwarding
+				if fwd == "" {
+					fwd = c.Forwarding
+				}
+				if fwd != fsm.NAT && r.Port != c.Port {
+					fs.add(n.line, "real_server %s %d: port changed to the virtual server's %d: %s forwarding cannot change the port", r.Address, r.Port, c.Port, strings.ToUpper(string(fwd)))
+					r.Port = c.Port
+				}
+			}
 		}
 		svcs[i] = c
 	}

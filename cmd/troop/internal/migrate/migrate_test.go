@@ -343,3 +343,31 @@ func TestHeartbeatNewKeys(t *testing.T) {
 		t.Errorf("the two ends of the serial link differ: %+v, %+v", a.Serial, b.Serial)
 	}
 }
+
+// TestKeepalivedSyntax: blocks opened on the next line, on one line, quoted words and both
+// comment characters parse alike; a DR real server's port follows the virtual server's.
+func TestKeepalivedSyntax(t *testing.T) {
+	src := `virtual_server 192.0.2.1 80   # DR web
+{
+    lb_kind DR ! direct routing
+    real_server 198.51.100.1 8080 { weight 2
+        TCP_CHECK { connect_timeout 1 } }
+    real_server "198.51.100.2" 80
+    {
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+}`
+	r, err := Keepalived("k.conf", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.Table.Services[0]
+	if len(s.Reals) != 2 || s.Reals[0].Port != 80 || s.Reals[0].EffectiveWeight() != 2 || s.Check.Type != "tcp" || time.Duration(s.Check.Timeout) != time.Second {
+		t.Errorf("service %+v, check %+v", s, s.Check)
+	}
+	if !strings.Contains(findingsText(r.Findings), "k.conf:1: real_server 198.51.100.1 8080: port changed to the virtual server's 80") {
+		t.Errorf("port change not reported:\n%s", findingsText(r.Findings))
+	}
+}
