@@ -13,6 +13,11 @@ FUZZTIME ?=
 FUZZ_DECODE ?= $(or $(FUZZTIME),60000x)
 FUZZ_TABLE  ?= $(or $(FUZZTIME),20000x)
 FUZZ_AGENT  ?= $(or $(FUZZTIME),60000x)
+# The API's request decoders (api/fuzz_test.go), about 5 s each here; the snapshot decoder is the
+# slowest per input.
+FUZZ_API      ?= $(or $(FUZZTIME),30000x)
+FUZZ_SNAPSHOT ?= $(or $(FUZZTIME),20000x)
+API_FUZZ      := FuzzDecodeService FuzzDecodeReal FuzzDecodeWeight FuzzDecodeAdmin FuzzDecodeHostAdmin FuzzParseRealID FuzzDecodeTransfer FuzzDecodeTable
 
 .PHONY: all build test unit fuzz integration lint bench lab deps clean
 
@@ -51,6 +56,8 @@ fuzz: deps
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZ_DECODE)
 	$(GO) test ./cmd/troop/internal/config -run '^$$' -fuzz '^FuzzParseTable$$' -fuzztime $(FUZZ_TABLE)
 	$(GO) test ./cmd/troop/internal/config -run '^$$' -fuzz '^FuzzParseAgent$$' -fuzztime $(FUZZ_AGENT)
+	@for t in $(API_FUZZ); do echo "fuzz ./api $$t"; $(GO) test ./api -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZ_API) || exit 1; done
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime $(FUZZ_SNAPSHOT)
 
 # The VM tier: Debian's stock kernel under qemu (TCG, no network device) with real IPVS runs the
 # TestLVS* scenarios (integration/lvs_test.go). The first run installs qemu-system-x86, ipvsadm and
