@@ -23,8 +23,11 @@ type Event struct {
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
 	// Kind is "health" (the pool's committed verdict on a real server), "check" (this
-	// director's own verdict changing), "leadership", "peer" (a serial link peer's verdict) or
-	// "member" (a director's gossip state or Raft suffrage).
+	// director's own verdict changing), "leadership", "peer" (a serial link peer's verdict),
+	// "member" (a director's gossip state or Raft suffrage), "vip" (this director took a VIP
+	// over or released it, with the term and why), "announce" (a burst of gratuitous ARP or
+	// neighbour advertisements for a VIP), "drift" (an out-of-band IPVS edit repaired) or
+	// "config" (a configuration change committed: op, target and actor).
 	Kind    string `json:"kind"`
 	Service string `json:"service,omitempty"`
 	Real    string `json:"real,omitempty"`
@@ -174,6 +177,30 @@ func (e *Events) FeedChecks(node string, ch <-chan probe.Transition) {
 			msg += ": " + tr.Reason
 		}
 		e.Publish(Event{Time: tr.At, Kind: "check", Service: tr.Service, Real: tr.Real, Message: msg})
+	}
+}
+
+// Publisher returns a function that publishes an event of a kind with a message, for the
+// packages that may not import api (director.Deps.Events, director.AnnouncerOptions.Events).
+func (e *Events) Publisher() func(kind, message string) {
+	return func(kind, message string) { e.Publish(Event{Kind: kind, Message: message}) }
+}
+
+// FeedConfig publishes each configuration change ch carries (fsm.FSM.WatchChanges) as a
+// "config" event until ch closes: every director applies the committed log, so every agent's
+// stream has them. Changes the leader appended before notBefore (the agent's start: entries
+// replayed from its own log, already reported when they were made) are left out; a change's
+// event carries the time the leader appended it.
+func (e *Events) FeedConfig(ch <-chan fsm.Change, notBefore time.Time) {
+	for c := range ch {
+		if !c.Appended.IsZero() && c.Appended.Before(notBefore) {
+			continue
+		}
+		ev := Event{Time: c.Appended, Kind: "config", Message: c.String()}
+		if len(c.Services) == 1 {
+			ev.Service = c.Services[0]
+		}
+		e.Publish(ev)
 	}
 }
 

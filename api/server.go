@@ -27,6 +27,8 @@ type Server struct {
 	ready  readiness
 	// acl is nil without access control (SetACL).
 	acl *ACL
+	// metrics serves GET /metrics; nil when the agent exports none (SetMetrics).
+	metrics http.Handler
 }
 
 // NewServer returns the API handler for b. It starts nothing; log (nil: discard) receives one
@@ -46,6 +48,9 @@ func (s *Server) routes() {
 	// or changes goes through the /v1 routes below with the user's token.
 	s.mux.Handle("GET /ui/", ui.Handler("/ui/"))
 	s.mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+
+	// Prometheus metrics, outside /v1/ as Prometheus expects (SetMetrics).
+	s.handle("GET /metrics", s.getMetrics)
 
 	s.handle("GET /v1/services", s.listServices)
 	s.handle("GET /v1/services/{name}", s.getService)

@@ -81,6 +81,12 @@ type Config struct {
 	// Logger receives the node's logs and, at the same level, Raft's. Nil discards them.
 	Logger *slog.Logger
 
+	// ObserveApply, if set, is called at the end of every Apply through this node with the
+	// command's op, how long it took end to end (validation, forwarding to the leader, commit,
+	// and the local apply that read-your-writes waits for) and its error (nil or not). It runs
+	// on Apply's caller's goroutine and must not block (metrics).
+	ObserveApply func(op fsm.Op, took time.Duration, err error)
+
 	// Protocol is the protocol this node advertises (in gossip and the info RPC); 0 means
 	// fsm.ProtocolVersion, what the build speaks. A leader proposes an entry only when every
 	// server advertises the entry's protocol (fsm.Op.MinProtocol). Setting it lower is for tests

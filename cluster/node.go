@@ -322,7 +322,15 @@ func (n *Node) View() *fsm.State { return n.fsm.View() }
 //   - ErrUnknownOutcome: the leader got the entry but was deposed, shut down or cut off before
 //     answering; it may yet be committed;
 //   - ErrNotRunning: Run is not running.
-func (n *Node) Apply(ctx context.Context, c fsm.Command) (fsm.Result, error) {
+func (n *Node) Apply(ctx context.Context, c fsm.Command) (res fsm.Result, err error) {
+	if observe := n.cfg.ObserveApply; observe != nil {
+		start := time.Now()
+		defer func() { observe(c.Op, time.Since(start), err) }()
+	}
+	return n.apply(ctx, c)
+}
+
+func (n *Node) apply(ctx context.Context, c fsm.Command) (fsm.Result, error) {
 	raw, err := fsm.EncodeCommand(c)
 	if err != nil {
 		return fsm.Result{}, err

@@ -31,7 +31,7 @@ func newRaftFSM(f *fsm.FSM) *raftFSM { return &raftFSM{fsm: f} }
 // LogCommand entries). While the FSM is halted (fsm.ErrHalted) applied stays at the last entry
 // it did apply.
 func (a *raftFSM) Apply(l *raft.Log) any {
-	res := a.fsm.Apply(l.Index, l.Data)
+	res := a.fsm.ApplyAt(l.Index, l.Data, l.AppendedAt)
 	if !errors.Is(res.Err, fsm.ErrHalted) {
 		a.applied.Store(l.Index)
 	}

@@ -197,6 +197,10 @@ type AnnouncerOptions struct {
 	// just confirmed. Confirm runs on the VIP's goroutine; it must return when ctx ends (Stop),
 	// and it is given at most confirmTimeout.
 	Confirm func(ctx context.Context) error
+	// Events, if set, is told of each burst sent, as kind "announce" with the VIP, the
+	// interface and how many packets went out. It runs on the VIP's goroutine and must not
+	// block.
+	Events func(kind, message string)
 }
 
 // confirmTimeout bounds Confirm: a round that waited longer for it is not sent.
@@ -238,6 +242,7 @@ type NetAnnouncer struct {
 	clock    Clock
 	log      *slog.Logger
 	confirm  func(context.Context) error
+	events   func(kind, message string)
 
 	mu sync.Mutex // guards all following fields
 	// life is created, running or stopped; ctx is Run's context while running.
@@ -310,7 +315,7 @@ func NewNetAnnouncer(o AnnouncerOptions) (*NetAnnouncer, error) {
 	}
 	return &NetAnnouncer{
 		cfg: o.Config.withDefaults(), sender: o.Sender, listener: o.Listener, clock: o.Clock, log: o.Log,
-		confirm: o.Confirm, vips: map[netip.Addr]*vipSchedule{}, yields: map[netip.Addr]*vipYield{},
+		confirm: o.Confirm, events: o.Events, vips: map[netip.Addr]*vipSchedule{}, yields: map[netip.Addr]*vipYield{},
 		watches: map[string]*ifaceWatch{}, stats: map[netip.Addr]*AnnounceStats{},
 	}, nil
 }
@@ -546,7 +551,14 @@ func (a *NetAnnouncer) announceLoop(ctx context.Context, s *vipSchedule) {
 			burst, deferred = false, time.Time{}
 			burstAt, repeats = a.clock.Now(), 0
 			if !claimed || a.confirmed(ctx, s) {
-				a.sendRounds(ctx, s, a.cfg.Burst)
+				sent := a.sendRounds(ctx, s, a.cfg.Burst)
+				if a.events != nil && ctx.Err() == nil {
+					why := "taking it over"
+					if claimed {
+						why = "another host claimed it"
+					}
+					a.events("announce", fmt.Sprintf("announced %s on %s: %d packets (%s)", s.vip, s.iface, sent, why))
+				}
 			}
 			next = a.nextRound(burstAt, repeats, burstAt)
 		}
@@ -642,11 +654,11 @@ func (a *NetAnnouncer) confirmed(ctx context.Context, s *vipSchedule) bool {
 }
 
 // sendRounds sends n rounds for s, checking ctx before each packet so that Stop is prompt.
-func (a *NetAnnouncer) sendRounds(ctx context.Context, s *vipSchedule, n int) {
+func (a *NetAnnouncer) sendRounds(ctx context.Context, s *vipSchedule, n int) (sent int) {
 	for range n {
 		for _, kind := range roundKinds(s.vip) {
 			if ctx.Err() != nil {
-				return
+				return sent
 			}
 			err := a.sender.Send(s.iface, s.vip, kind)
 			a.mu.Lock()
@@ -656,6 +668,7 @@ func (a *NetAnnouncer) sendRounds(ctx context.Context, s *vipSchedule, n int) {
 				st.LastError = err.Error()
 			} else {
 				st.Sent++
+				sent++
 			}
 			a.mu.Unlock()
 			if err != nil {
@@ -663,6 +676,7 @@ func (a *NetAnnouncer) sendRounds(ctx context.Context, s *vipSchedule, n int) {
 			}
 		}
 	}
+	return sent
 }
 
 func (a *NetAnnouncer) countReannounce(vip netip.Addr) {

@@ -98,7 +98,28 @@ type Deps struct {
 	ConnSync ConnSync
 	// Guard, if set, guards a new leader's services during the takeover window.
 	Guard TakeoverGuard
-	Log   *slog.Logger
+	// Events, if set, is told what happened, in words, as the agent's events stream shows it:
+	// kind "vip" (a VIP taken over or released, with the term and why) and "drift" (an
+	// out-of-band IPVS edit repaired). It is called from the director's loops and must not
+	// block; it must not call back into the Director.
+	Events func(kind, message string)
+	// OnReconcile, if set, is called after every IPVS reconcile pass (full or incremental) with
+	// its report and error, from the IPVS loop; it must not block (metrics).
+	OnReconcile func(rep Report, err error)
+	Log         *slog.Logger
+}
+
+// Counters are a director's monotonic counts since it was created, for metrics.
+type Counters struct {
+	// Takeovers counts VIPs put on an interface (leadership won, or a VIP added to the table
+	// while leading); Releases counts VIPs taken off.
+	Takeovers uint64
+	Releases  uint64
+	// ReconcilePasses counts IPVS reconcile passes; ReconcileErrors the failed kernel calls in
+	// them; DriftRepairs the out-of-band edits they repaired (Report.Drift).
+	ReconcilePasses uint64
+	ReconcileErrors uint64
+	DriftRepairs    uint64
 }
 
 // Director runs a director's dataplane: the IPVS table on every node, the VIPs on the leader.
@@ -129,6 +150,10 @@ type Director struct {
 	// leadTerm is the Raft term this director leads in once it has taken the VIPs over, 0
 	// when it does not lead (Raft terms start at 1). The VIP loop writes it.
 	leadTerm atomic.Uint64
+
+	// The counters of Counters.
+	takeovers, releases                             atomic.Uint64
+	reconcilePasses, reconcileErrors, driftRepaired atomic.Uint64
 }
 
 // Status is a director's dataplane as it stands, for the API and `troop status`.
@@ -189,6 +214,22 @@ func (d *Director) KernelView() ([]KernelService, error) {
 		return nil, nil
 	}
 	return kernelView(d.deps.IPVS, d.deps.Owned, d.deps.FSM.View(), d.cfg.Reconciler, d.rec.Drains(), time.Now())
+}
+
+// Counters returns the director's counts so far. Safe for concurrent use.
+func (d *Director) Counters() Counters {
+	return Counters{
+		Takeovers: d.takeovers.Load(), Releases: d.releases.Load(),
+		ReconcilePasses: d.reconcilePasses.Load(), ReconcileErrors: d.reconcileErrors.Load(),
+		DriftRepairs: d.driftRepaired.Load(),
+	}
+}
+
+// event tells Deps.Events, if set.
+func (d *Director) event(kind, format string, args ...any) {
+	if d.deps.Events != nil {
+		d.deps.Events(kind, fmt.Sprintf(format, args...))
+	}
 }
 
 // Status reports the dataplane.
@@ -269,6 +310,18 @@ func (d *Director) recordSync(index uint64, rep Report, err error, full bool) {
 	d.statusMu.Unlock()
 	if full && err == nil {
 		d.syncedIndex.Store(index)
+	}
+	d.reconcilePasses.Add(1)
+	d.reconcileErrors.Add(uint64(rep.Errors))
+	d.driftRepaired.Add(uint64(rep.Drift.Total()))
+	for _, r := range rep.Repairs {
+		d.event("drift", "repaired an out-of-band IPVS edit: %s", r)
+	}
+	if n := rep.Drift.Total() - len(rep.Repairs); n > 0 {
+		d.event("drift", "repaired %d more out-of-band IPVS edits", n)
+	}
+	if d.deps.OnReconcile != nil {
+		d.deps.OnReconcile(rep, err)
 	}
 	if full {
 		d.syncMu.Lock()
@@ -462,7 +515,7 @@ func (d *Director) vipLoop(ctx context.Context) {
 	defer close(d.vipLoopDone)
 	held := map[netip.Addr]vip{}
 	// A director that crashed while leading may still hold VIPs: it is not leader now.
-	d.releaseAll(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface))
+	d.releaseAll(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface), "")
 	d.setSyncRole(false)
 
 	w := d.deps.FSM.Watch()
@@ -514,7 +567,7 @@ func (d *Director) vipLoop(ctx context.Context) {
 				case leading:
 					// Drop the VIPs before anything else: a deposed leader answering for them
 					// is the split brain Raft's lease exists to prevent.
-					d.releaseAll(held, nil)
+					d.releaseAll(held, nil, fmt.Sprintf("leadership lost (term %d)", l.Term))
 					d.setSyncRole(false)
 					d.log.Info("released the VIPs", "op", "release", "term", l.Term)
 				case handover != nil:
@@ -537,7 +590,7 @@ func (d *Director) vipLoop(ctx context.Context) {
 				d.log.Info("handover ended: leading again", "op", "handover", "term", l.Term)
 			}
 			leading, term = true, l.Term
-			next, interrupted := d.takeOver(ctx, held, leadership)
+			next, interrupted := d.takeOver(ctx, held, term, leadership)
 			if !interrupted {
 				d.leadTerm.Store(term)
 				window = time.After(d.cfg.TakeoverWindow)
@@ -549,7 +602,7 @@ func (d *Director) vipLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			d.releaseAll(held, nil)
+			d.releaseAll(held, nil, fmt.Sprintf("the director stopped (term %d)", term))
 			return
 		case <-window:
 			endWindow()
@@ -558,7 +611,7 @@ func (d *Director) vipLoop(ctx context.Context) {
 		case addr := <-hold.claimsC():
 			delete(hold.pending, addr)
 			if v, ok := held[addr]; ok {
-				d.release(held, addr)
+				d.release(held, addr, fmt.Sprintf("handover: the new leader announced it (term %d)", term))
 				d.publishVIPs(held)
 				d.log.Info("released VIP after the new leader announced it", "op", "handover", "vip", v.prefix, "iface", v.iface)
 			}
@@ -570,19 +623,19 @@ func (d *Director) vipLoop(ctx context.Context) {
 			}
 		case <-hold.expiredC():
 			d.log.Warn("handover hold expired; releasing the VIPs the new leader has not announced", "op", "handover", "vips", len(hold.pending), "hold", d.cfg.HandoverHold)
-			d.releaseAll(held, nil)
+			d.releaseAll(held, nil, fmt.Sprintf("handover hold of %s expired (term %d)", d.cfg.HandoverHold, term))
 			d.setSyncRole(false)
 			hold.end()
 			hold = nil
 		case <-w.C:
 			w.Take()
 			if leading {
-				d.ensureVIPs(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface), false)
+				d.ensureVIPs(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface), false, fmt.Sprintf("table changed (term %d)", term))
 			}
 		case <-tick.C:
 			if leading {
 				// Repairs a VIP someone removed by hand.
-				d.ensureVIPs(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface), false)
+				d.ensureVIPs(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface), false, fmt.Sprintf("table changed (term %d)", term))
 			}
 		}
 	}
@@ -623,7 +676,7 @@ type leadershipValue struct {
 // ConsistentView) and IPVS matches it, add the VIPs and announce them. If the wait runs past
 // TakeoverTimeout it takes them anyway. A leadership value arriving meanwhile aborts the
 // takeover before any VIP is touched and is returned to the caller.
-func (d *Director) takeOver(ctx context.Context, held map[netip.Addr]vip, leadership <-chan cluster.Leadership) (next leadershipValue, interrupted bool) {
+func (d *Director) takeOver(ctx context.Context, held map[netip.Addr]vip, term uint64, leadership <-chan cluster.Leadership) (next leadershipValue, interrupted bool) {
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, d.cfg.TakeoverTimeout)
 	defer cancel()
@@ -653,17 +706,17 @@ func (d *Director) takeOver(ctx context.Context, held map[netip.Addr]vip, leader
 	// connections the previous leader has not synced yet.
 	d.raiseGuard()
 	// Re-announce everything we may already hold: another director may have led in between.
-	d.ensureVIPs(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface), true)
+	d.ensureVIPs(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface), true, fmt.Sprintf("leadership won (term %d)", term))
 	d.log.Info("took over the VIPs", "op", "takeover", "vips", len(held), "index", index, "took", time.Since(start).Round(time.Millisecond))
 	return leadershipValue{}, false
 }
 
 // ensureVIPs makes held equal want: adds and announces new VIPs (all of them if reannounce),
-// and removes those no longer wanted.
-func (d *Director) ensureVIPs(held, want map[netip.Addr]vip, reannounce bool) {
+// and removes those no longer wanted. why (with the term) goes into the "vip" events.
+func (d *Director) ensureVIPs(held, want map[netip.Addr]vip, reannounce bool, why string) {
 	for addr, v := range held {
 		if w, ok := want[addr]; !ok || w != v {
-			d.release(held, addr)
+			d.release(held, addr, why)
 		}
 	}
 	present := map[string][]netip.Prefix{}
@@ -688,6 +741,10 @@ func (d *Director) ensureVIPs(held, want map[netip.Addr]vip, reannounce bool) {
 			}
 		}
 		held[addr] = v
+		if !had || !onLink {
+			d.takeovers.Add(1)
+			d.event("vip", "took over %s: %s", v, why)
+		}
 		if !had || !onLink || reannounce {
 			d.deps.Announcer.Announce(v.iface, addr)
 		}
@@ -696,19 +753,29 @@ func (d *Director) ensureVIPs(held, want map[netip.Addr]vip, reannounce bool) {
 }
 
 // releaseAll removes every VIP in held, and those of extra that happen to be on their interface.
-func (d *Director) releaseAll(held, extra map[netip.Addr]vip) {
+// why goes into the "vip" events of those in held (extra ones were not known to be held).
+func (d *Director) releaseAll(held, extra map[netip.Addr]vip, why string) {
+	known := map[netip.Addr]bool{}
+	for addr := range held {
+		known[addr] = true
+	}
 	for addr, v := range extra {
 		if _, ok := held[addr]; !ok {
 			held[addr] = v
 		}
 	}
-	for addr := range held {
-		d.release(held, addr)
+	for _, addr := range slices.SortedFunc(maps.Keys(held), netip.Addr.Compare) {
+		w := why
+		if !known[addr] {
+			w = ""
+		}
+		d.release(held, addr, w)
 	}
 	d.publishVIPs(held)
 }
 
-func (d *Director) release(held map[netip.Addr]vip, addr netip.Addr) {
+// release takes addr off its interface; why, unless empty, is published as a "vip" event.
+func (d *Director) release(held map[netip.Addr]vip, addr netip.Addr, why string) {
 	v := held[addr]
 	d.deps.Announcer.Stop(addr)
 	if err := d.deps.Addresses.Remove(v.iface, v.prefix); err != nil {
@@ -716,6 +783,10 @@ func (d *Director) release(held map[netip.Addr]vip, addr netip.Addr) {
 		return
 	}
 	delete(held, addr)
+	if why != "" {
+		d.releases.Add(1)
+		d.event("vip", "released %s: %s", v, why)
+	}
 }
 
 func (d *Director) publishVIPs(held map[netip.Addr]vip) {

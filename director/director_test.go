@@ -91,6 +91,7 @@ type ownerRig struct {
 	ann    *netfake.Announcer
 	conns  *ipvsfake.ConnSync
 	guard  *netfake.Guard
+	events *eventLog
 	d      *director.Director
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -117,7 +118,9 @@ func newOwnerRigWith(t *testing.T, withIPVS bool, tune func(*director.Config)) *
 	r.addrs.AddInterface("eth0", net.HardwareAddr{2, 0, 0, 0, 0, 1}, netip.MustParsePrefix("192.0.2.1/24"))
 	r.ann = netfake.NewAnnouncer(j, r.addrs)
 	r.guard = netfake.NewGuard(j)
-	deps := director.Deps{FSM: r.f, Pool: r.pool, Addresses: r.addrs, Announcer: r.ann, Guard: r.guard, Log: log}
+	r.events = &eventLog{}
+	deps := director.Deps{FSM: r.f, Pool: r.pool, Addresses: r.addrs, Announcer: r.ann, Guard: r.guard, Log: log,
+		Events: r.events.add, OnReconcile: r.events.reconciled}
 	cfg := director.Config{Interface: "eth0", ReconcileInterval: 50 * time.Millisecond, NoIPVS: "disabled"}
 	if withIPVS {
 		r.conns = ipvsfake.NewConnSync("eth0")

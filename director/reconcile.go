@@ -58,6 +58,9 @@ type Report struct {
 	// Drift counts repairs of out-of-band edits: differences between the kernel and what this
 	// reconciler itself left there on its previous pass.
 	Drift Drift `json:"drift"`
+	// Repairs says in words what each repair counted in Drift was (at most maxRepairs of
+	// them): "service web (TCP 192.0.2.6:80) was deleted; created again".
+	Repairs []string `json:"repairs,omitempty"`
 	// DrainsStarted counts destinations put to weight 0 for removal (or found at weight 0 after
 	// a restart); DrainsFinished those removed at the end of their drain, or lost meanwhile.
 	DrainsStarted  int `json:"drains_started"`
@@ -229,6 +232,16 @@ type pass struct {
 
 func (r *Reconciler) begin() *pass {
 	return &pass{r: r, now: r.opts.Clock(), start: time.Now()}
+}
+
+// maxRepairs bounds Report.Repairs: a flushed table would otherwise list every destination.
+const maxRepairs = 64
+
+// repaired notes a repair of an out-of-band edit in words.
+func (p *pass) repaired(format string, args ...any) {
+	if len(p.rep.Repairs) < maxRepairs {
+		p.rep.Repairs = append(p.rep.Repairs, fmt.Sprintf(format, args...))
+	}
 }
 
 // fail records a failure and logs it with the reconcile vocabulary.
@@ -502,6 +515,7 @@ func (r *Reconciler) syncService(p *pass, d *DesiredService, ks *Service, listed
 	if listed && ks == nil {
 		if prev != nil {
 			p.rep.Drift.ServicesMissing++
+			p.repaired("service %s (%s) was deleted; created again", d.Name, k)
 			r.log.Info("repairing out-of-band edit: service was deleted", "op", "drift", "service", d.Name, "ipvs", k.String())
 		}
 		r.createService(p, d)
@@ -514,6 +528,7 @@ func (r *Reconciler) syncService(p *pass, d *DesiredService, ks *Service, listed
 	if listed && !sameSettings(ks, &d.Service) {
 		if prev != nil && !sameSettings(ks, &prev.svc) {
 			p.rep.Drift.ServicesChanged++
+			p.repaired("service %s (%s) settings were changed; set back", d.Name, k)
 			r.log.Info("repairing out-of-band edit: service settings changed", "op", "drift", "service", d.Name, "ipvs", k.String())
 		}
 		failed = !r.updateService(p, d)
@@ -524,6 +539,7 @@ func (r *Reconciler) syncService(p *pass, d *DesiredService, ks *Service, listed
 		if isMissingService(err) {
 			if prev != nil {
 				p.rep.Drift.ServicesMissing++
+				p.repaired("service %s (%s) was deleted; created again", d.Name, k)
 				r.log.Info("repairing out-of-band edit: service was deleted", "op", "drift", "service", d.Name, "ipvs", k.String())
 			}
 			r.createService(p, d)
@@ -675,6 +691,7 @@ func (r *Reconciler) syncDests(p *pass, d *DesiredService, kd []Destination, pre
 			if prev != nil {
 				if _, had := prev.dest(w.DestinationKey); had {
 					p.rep.Drift.DestinationsMissing++
+					p.repaired("real %s of service %s was deleted; added again", w.DestinationKey, d.Name)
 					r.log.Info("repairing out-of-band edit: destination was deleted", "op", "drift", "service", d.Name, "real", w.DestinationKey.String())
 				}
 			}
@@ -719,6 +736,7 @@ func (r *Reconciler) syncDests(p *pass, d *DesiredService, kd []Destination, pre
 			if prev != nil {
 				if pd, had := prev.dest(w.DestinationKey); had && !sameDest(pd, x) {
 					p.rep.Drift.DestinationsChanged++
+					p.repaired("real %s of service %s was changed (weight %d in the kernel); set back to weight %d", w.DestinationKey, d.Name, x.Weight, w.Weight)
 					r.log.Info("repairing out-of-band edit: destination changed", "op", "drift", "service", d.Name, "real", w.DestinationKey.String(), "weight", x.Weight)
 				}
 			}
@@ -777,6 +795,7 @@ func (r *Reconciler) dropDest(p *pass, d *DesiredService, x *Destination, prev *
 	if prev != nil {
 		if _, had := prev.dest(dk); !had {
 			p.rep.Drift.DestinationsStray++
+			p.repaired("stray real %s was added to service %s; draining it out", dk, d.Name)
 			r.log.Info("repairing out-of-band edit: stray destination in an owned service", "op", "drift", "service", d.Name, "real", dk.String())
 		}
 	}

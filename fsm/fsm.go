@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"time"
 )
 
 // SnapshotFormat is the format version of snapshots this build writes.
@@ -49,6 +50,8 @@ type FSM struct {
 
 	watchMu  sync.Mutex // guards watchers
 	watchers map[*Watcher]struct{}
+	// changes feeds WatchChanges.
+	changes changeFeed
 }
 
 // New returns an empty state machine.
@@ -83,6 +86,12 @@ func (h *Halt) String() string {
 // neither the state nor its index. Upgrading the agent replays the log from its last snapshot
 // (none is taken while halted) and applies the entry; a Restore also clears the halt.
 func (f *FSM) Apply(index uint64, data []byte) Result {
+	return f.ApplyAt(index, data, time.Time{})
+}
+
+// ApplyAt is Apply for an entry the leader appended at a known time (Raft's Log.AppendedAt;
+// zero if unknown), which the Change that WatchChanges reports carries.
+func (f *FSM) ApplyAt(index uint64, data []byte, appended time.Time) Result {
 	res := Result{Index: index}
 	f.mu.Lock()
 	if h := f.halt; h != nil {
@@ -115,6 +124,7 @@ func (f *FSM) Apply(index uint64, data []byte) Result {
 		res.Err = err
 		f.log.Warn("log entry refused", "op", "apply", "index", index, "err", err)
 	}
+	f.noteChange(index, appended, c, res)
 	return res
 }
 

@@ -51,6 +51,10 @@ type Options struct {
 	Concurrency int
 	Clock       Clock        // nil: the system clock
 	Log         *slog.Logger // nil: discard
+	// Observe, if set, is called with every finished check (a timed-out one as failed, with
+	// its timeout as the reason, and its Duration) from the scheduler goroutine: it must not
+	// block (metrics).
+	Observe func(t Target, res Result)
 }
 
 // Engine runs every health check of the table: one target per real server of every service
@@ -74,6 +78,7 @@ type Engine struct {
 	clock   Clock
 	log     *slog.Logger
 	workers int
+	observe func(Target, Result)
 
 	started atomic.Bool
 	// jobs hands due targets to the workers; results hands them back (it has room for every
@@ -184,7 +189,7 @@ func NewEngine(o Options) (*Engine, error) {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return &Engine{
-		src: o.Source, lookup: o.Checkers, clock: o.Clock, log: o.Log, workers: o.Concurrency,
+		src: o.Source, lookup: o.Checkers, clock: o.Clock, log: o.Log, workers: o.Concurrency, observe: o.Observe,
 		heap:      timerHeap{base: o.Clock.Now()},
 		jobs:      make(chan *target),
 		results:   make(chan *target, o.Concurrency),
@@ -335,6 +340,9 @@ func (e *Engine) complete(t *target) {
 		res.Healthy, res.Reason = false, timeoutReason(t.timeout)
 	}
 	res.Duration = t.end.Sub(t.start)
+	if e.observe != nil {
+		e.observe(t.Target, res)
+	}
 	now := e.clock.Now()
 	next, late := nextSlot(t.due, t.interval, now)
 	t.due = next

@@ -69,6 +69,9 @@ func (b *Backend) Apply(ctx context.Context, c fsm.Command) (fsm.Result, error) 
 // View returns the FSM's current state.
 func (b *Backend) View() *fsm.State { return b.fsm.View() }
 
+// FSM is the backend's state machine, for tests that watch it (fsm.FSM.WatchChanges).
+func (b *Backend) FSM() *fsm.FSM { return b.fsm }
+
 // ConsistentView returns the current state, or cluster.ErrNoLeader while the pool has no leader.
 func (b *Backend) ConsistentView(ctx context.Context) (*fsm.State, error) {
 	b.mu.Lock()

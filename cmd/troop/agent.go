@@ -18,6 +18,7 @@ import (
 	"github.com/troop-lb/troop/cmd/troop/internal/config"
 	"github.com/troop-lb/troop/director"
 	"github.com/troop-lb/troop/fsm"
+	"github.com/troop-lb/troop/metrics"
 )
 
 // agentOptions is the agent's command line.
@@ -185,6 +186,10 @@ type agent struct {
 	srv        *http.Server
 	// ready reports the agent's readiness (GET /v1/agent/ready).
 	ready func() api.Readiness
+	// metrics is the agent's Prometheus registry (GET /metrics); stopGoMetrics takes its
+	// raft_* and memberlist_* sink off the process-wide go-metrics relay.
+	metrics       *metrics.Metrics
+	stopGoMetrics func()
 }
 
 // serveAgent runs the agent until ctx ends (or a part fails), then stops it in order.
@@ -199,13 +204,15 @@ func serveAgent(ctx context.Context, ac config.Agent, o agentOptions, logOut io.
 // newAgent builds the parts and binds the ports, starting nothing; on failure it releases what
 // it had opened.
 func newAgent(ac config.Agent, o agentOptions, log *slog.Logger) (_ *agent, err error) {
-	a := &agent{log: log, nodeID: ac.NodeID, witness: ac.Witness, fsm: fsm.New(log.With("component", "fsm"))}
+	a := &agent{log: log, nodeID: ac.NodeID, witness: ac.Witness, fsm: fsm.New(log.With("component", "fsm")),
+		events: api.NewEvents(eventsKept, log.With("component", "events")), metrics: metrics.New(log.With("component", "metrics"))}
 	defer func() {
 		if err != nil {
 			a.close()
 		}
 	}()
 	cc := clusterConfig(ac, o.dev, log.With("component", "cluster"))
+	cc.ObserveApply = a.metrics.ObserveApply
 	if cc.Serial, err = serialConfigs(ac.Serial); err != nil {
 		return nil, err
 	}
@@ -222,22 +229,26 @@ func newAgent(ac config.Agent, o agentOptions, log *slog.Logger) (_ *agent, err 
 		// from a machine that may not even reach the real servers.
 		log.Info("witness: a Raft voter with no dataplane and no health checks; it hands leadership to a director", "op", "start")
 	} else {
-		if a.dp, err = newDataplane(ac, o.dev, a.fsm, a.node, log.With("component", "director")); err != nil {
+		hooks := dataplaneHooks{events: a.events.Publisher(), onReconcile: a.metrics.ObserveReconcile}
+		if a.dp, err = newDataplane(ac, o.dev, a.fsm, a.node, hooks, log.With("component", "director")); err != nil {
 			return nil, err
 		}
-		if a.checks, err = newChecks(a.fsm, a.node, log.With("component", "probe")); err != nil {
+		if a.checks, err = newChecks(a.fsm, a.node, a.metrics.ObserveCheck, log.With("component", "probe")); err != nil {
 			return nil, err
 		}
+	}
+	if err := a.watchMetrics(); err != nil {
+		return nil, err
 	}
 	apiAddr := orDefault(ac.API.Address, config.DefaultAPIAddress)
 	if a.ln, err = net.Listen("tcp", apiAddr); err != nil {
 		return nil, fmt.Errorf("listen for the API on %s: %w", apiAddr, err)
 	}
-	a.events = api.NewEvents(eventsKept, log.With("component", "events"))
 	a.feedHealth = a.events.FeedHealth(a.fsm)
 	apiServer := api.NewServer(a.node, log.With("component", "api"))
 	a.ready = apiServer.Readiness
 	apiServer.SetEvents(a.events)
+	apiServer.SetMetrics(a.metrics.Handler())
 	if a.checks != nil {
 		apiServer.SetChecks(a.checks.engine)
 	}
@@ -252,8 +263,31 @@ func newAgent(ac config.Agent, o agentOptions, log *slog.Logger) (_ *agent, err 
 	return a, nil
 }
 
+// watchMetrics points the metrics at the agent's parts and adds Raft's and memberlist's own.
+func (a *agent) watchMetrics() error {
+	src := metrics.Sources{Node: a.node, FSM: a.fsm}
+	if a.dp != nil {
+		src.Director, src.Announcer = a.dp.dir, a.dp.announcer
+	}
+	if a.checks != nil {
+		src.Checks = a.checks.engine
+	}
+	if err := a.metrics.Watch(src); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	stop, err := a.metrics.GoMetrics()
+	if err != nil {
+		return err
+	}
+	a.stopGoMetrics = stop
+	return nil
+}
+
 // close releases the parts of an agent that never ran.
 func (a *agent) close() {
+	if a.stopGoMetrics != nil {
+		a.stopGoMetrics()
+	}
 	if a.ln != nil {
 		a.ln.Close()
 	}
@@ -272,7 +306,12 @@ func (a *agent) run(ctx context.Context, o agentOptions) error {
 	defer stopWork()
 
 	var nodeWG, workWG sync.WaitGroup
+	defer a.stopGoMetrics()
 	leadership := a.node.WatchLeadership(workCtx)
+	leaderChanges := a.node.WatchLeadership(workCtx)
+	// Subscribed before Raft starts: no committed change is missed.
+	configChanges, stopConfigChanges := a.fsm.WatchChanges(256)
+	defer stopConfigChanges()
 	if a.dp != nil {
 		workWG.Go(func() { a.dp.run(workCtx) })
 	}
@@ -289,6 +328,9 @@ func (a *agent) run(ctx context.Context, o agentOptions) error {
 		}
 	})
 	workWG.Go(func() { a.events.FeedLeadership(a.nodeID, leadership) })
+	workWG.Go(func() { a.metrics.WatchLeadership(leaderChanges) })
+	started := time.Now()
+	workWG.Go(func() { a.events.FeedConfig(configChanges, started) })
 	if len(a.node.SerialStatus()) > 0 {
 		workWG.Go(func() { watchPeers(workCtx, a.node.SerialStatus, a.events) })
 	}
@@ -323,6 +365,7 @@ func (a *agent) run(ctx context.Context, o agentOptions) error {
 	defer cancel()
 	a.srv.Shutdown(shutdownCtx)
 	stopWork()
+	stopConfigChanges() // ends FeedConfig
 	workWG.Wait()
 	stopNode()
 	nodeWG.Wait()

@@ -17,8 +17,9 @@ type checks struct {
 	committer *probe.Committer
 }
 
-func newChecks(f *fsm.FSM, node *cluster.Node, log *slog.Logger) (*checks, error) {
-	eng, err := probe.NewEngine(probe.Options{Source: f, Log: log})
+// newChecks builds the checks; observe (nil: none) hears of every finished check (metrics).
+func newChecks(f *fsm.FSM, node *cluster.Node, observe func(probe.Target, probe.Result), log *slog.Logger) (*checks, error) {
+	eng, err := probe.NewEngine(probe.Options{Source: f, Log: log, Observe: observe})
 	if err != nil {
 		return nil, err
 	}

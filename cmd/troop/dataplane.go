@@ -25,7 +25,15 @@ type dataplane struct {
 
 // newDataplane builds the director from the config. A kernel without IPVS is not an error: the
 // agent says so and serves VIPs only. It returns nil when the config disables the dataplane.
-func newDataplane(ac config.Agent, dev bool, f *fsm.FSM, node *cluster.Node, log *slog.Logger) (*dataplane, error) {
+// dataplaneHooks are what the agent's events and metrics hear from the dataplane.
+type dataplaneHooks struct {
+	// events publishes the director's and the announcer's events ("vip", "drift", "announce").
+	events func(kind, message string)
+	// onReconcile is told of every IPVS reconcile pass.
+	onReconcile func(director.Report, error)
+}
+
+func newDataplane(ac config.Agent, dev bool, f *fsm.FSM, node *cluster.Node, hooks dataplaneHooks, log *slog.Logger) (*dataplane, error) {
 	dc := ac.Director
 	if dc.Enabled != nil && !*dc.Enabled {
 		log.Info("dataplane disabled by the config: no IPVS, no VIPs", "op", "start")
@@ -41,6 +49,7 @@ func newDataplane(ac config.Agent, dev bool, f *fsm.FSM, node *cluster.Node, log
 		// Re-announcements only once the leadership is confirmed (issue 6, fencing by lease).
 		// dp.dir is set below, before anything runs.
 		Confirm: func(ctx context.Context) error { return dp.dir.ConfirmLeadership(ctx) },
+		Events:  hooks.events,
 	})
 	if err != nil {
 		dp.close()
@@ -55,7 +64,7 @@ func newDataplane(ac config.Agent, dev bool, f *fsm.FSM, node *cluster.Node, log
 	}
 	deps := director.Deps{
 		FSM: f, Pool: node, Addresses: director.NewNetlinkAddresses(nil),
-		Announcer: ann, Log: log,
+		Announcer: ann, Log: log, Events: hooks.events, OnReconcile: hooks.onReconcile,
 	}
 	if dc.IPVS == nil || *dc.IPVS {
 		if err := dp.openIPVS(&cfg, &deps, ac, dev, log); err != nil {
