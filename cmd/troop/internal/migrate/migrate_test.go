@@ -371,3 +371,33 @@ func TestKeepalivedSyntax(t *testing.T) {
 		t.Errorf("port change not reported:\n%s", findingsText(r.Findings))
 	}
 }
+
+// TestSeedPool: the seed's ldirectord.cf and its haresources VIP, imported separately, make one
+// table file that `troop plan -f` accepts, with the service's VIP in the group.
+func TestSeedPool(t *testing.T) {
+	src, err := os.ReadFile("testdata/seed/ldirectord.cf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := Ldirectord("ldirectord.cf", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, err := Heartbeat(readHeartbeat(t, "testdata/seed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vips []byte
+	for _, f := range hb.Files {
+		if f.Name == "vip-group.hcl" {
+			vips = f.Content
+		}
+	}
+	pool, err := config.ParseTable("table.hcl", append(append(tbl.HCL, '\n'), vips...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pool.VIPGroups) != 1 || pool.VIPGroups[0].VIPs[0].Addr() != pool.Services[0].VIP {
+		t.Errorf("groups %+v, service VIP %s", pool.VIPGroups, pool.Services[0].VIP)
+	}
+}
