@@ -388,9 +388,8 @@ func parseHaResources(file string, src []byte, hb *hbConfig, fs *findings) (fsm.
 		fs.add(n, "preferred node %s: Raft has no preferred director (the leader holds every VIP); `troop operator raft transfer-leader` moves it by hand", f[0])
 		for _, res := range f[1:] {
 			kind, args, _ := strings.Cut(res, "::")
-			if a, err := netip.ParseAddr(res); err == nil {
-				args, kind = res, "IPaddr"
-				_ = a
+			if _, err := netip.ParseAddr(res); err == nil {
+				args, kind = res, "IPaddr" // a bare address is IPaddr's shorthand
 			}
 			switch kind {
 			case "IPaddr", "IPaddr2", "IPv6addr":

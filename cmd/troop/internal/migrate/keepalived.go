@@ -186,7 +186,7 @@ func kaWhy(key string) string {
 	return "no equivalent in Troop"
 }
 
-// kaVS is a virtual_server_group member.
+// kaMember is a virtual_server_group member: an address and port, or a firewall mark.
 type kaMember struct {
 	vip    netip.Addr
 	port   uint16
