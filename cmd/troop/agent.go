@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +35,9 @@ type agentOptions struct {
 	leaveOnStop bool
 	// witness makes the agent a witness (config.Agent.Witness).
 	witness bool
+	// bootstrapTokenFile turns ACLs on with the bootstrap token in this file (acl.enabled and
+	// acl.bootstrap_token_file; with -dev too).
+	bootstrapTokenFile string
 }
 
 // eventsKept is how many recent events an agent keeps for `troop events`.
@@ -53,6 +57,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&o.logLevel, "log-level", "", "override log_level: debug, info, warn or error")
 	fs.StringVar(&o.apiAddress, "api-address", "", "override the API's listen `host:port` (api.address; with -dev too)")
 	fs.BoolVar(&o.leaveOnStop, "leave-on-stop", false, "leave the Raft configuration when stopped (default: stay a member and rejoin on restart)")
+	fs.StringVar(&o.bootstrapTokenFile, "bootstrap-token-file", "", "turn ACLs on with the bootstrap (admin) token in this `file` (acl.bootstrap_token_file; with -dev too)")
 	fs.BoolVar(&o.witness, "witness", false, "run as a witness: a Raft voter that holds no VIP, programs no IPVS, runs no health checks and hands leadership to a director")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: troop agent -config FILE | -dev [flags]\n\nRuns a director agent: its Raft node and HTTP API.\n\n")
@@ -73,6 +78,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		fmt.Fprintf(stderr, "troop agent: %v\n", err)
 		return exitError
+	}
+	if o.bootstrapTokenFile != "" {
+		ac.ACL.Enabled, ac.ACL.BootstrapTokenFile = true, o.bootstrapTokenFile
 	}
 	if err := serveAgent(ctx, ac, o, stderr); err != nil {
 		fmt.Fprintf(stderr, "troop agent: %v\n", err)
@@ -184,6 +192,8 @@ type agent struct {
 	feedHealth func(context.Context)
 	ln         net.Listener
 	srv        *http.Server
+	// apiScheme is https with an api tls block, else http.
+	apiScheme string
 	// ready reports the agent's readiness (GET /v1/agent/ready).
 	ready func() api.Readiness
 	// metrics is the agent's Prometheus registry (GET /metrics); stopGoMetrics takes its
@@ -213,6 +223,9 @@ func newAgent(ac config.Agent, o agentOptions, log *slog.Logger) (_ *agent, err 
 	}()
 	cc := clusterConfig(ac, o.dev, log.With("component", "cluster"))
 	cc.ObserveApply = a.metrics.ObserveApply
+	if cc.TLS, err = raftTLS(ac.Raft.TLS); err != nil {
+		return nil, err
+	}
 	if cc.Serial, err = serialConfigs(ac.Serial); err != nil {
 		return nil, err
 	}
@@ -244,9 +257,23 @@ func newAgent(ac config.Agent, o agentOptions, log *slog.Logger) (_ *agent, err 
 	if a.ln, err = net.Listen("tcp", apiAddr); err != nil {
 		return nil, fmt.Errorf("listen for the API on %s: %w", apiAddr, err)
 	}
+	a.apiScheme = "http"
+	if tlsCfg, err := apiTLS(ac.API.TLS); err != nil {
+		return nil, err
+	} else if tlsCfg != nil {
+		a.ln, a.apiScheme = tls.NewListener(a.ln, tlsCfg), "https"
+	}
 	a.feedHealth = a.events.FeedHealth(a.fsm)
 	apiServer := api.NewServer(a.node, log.With("component", "api"))
 	a.ready = apiServer.Readiness
+	acl, err := apiACL(ac.ACL)
+	if err != nil {
+		return nil, err
+	}
+	apiServer.SetACL(acl)
+	if acl != nil {
+		log.Info("ACLs on: the API asks for tokens", "op", "start", "anonymous", orDefault(ac.ACL.Anonymous, config.AnonymousNone), "bootstrap_token", ac.ACL.BootstrapTokenFile != "")
+	}
 	apiServer.SetEvents(a.events)
 	apiServer.SetMetrics(a.metrics.Handler())
 	if a.checks != nil {
@@ -256,8 +283,12 @@ func newAgent(ac config.Agent, o agentOptions, log *slog.Logger) (_ *agent, err 
 		apiServer.SetDataplane(a.dp.dir)
 	}
 	a.srv = &http.Server{
-		Handler:           apiServer,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           streamingExempt(apiServer),
+		ReadHeaderTimeout: apiReadHeaderTimeout,
+		ReadTimeout:       apiReadTimeout,
+		WriteTimeout:      apiWriteTimeout,
+		IdleTimeout:       apiIdleTimeout,
+		MaxHeaderBytes:    apiMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return a, nil
@@ -349,7 +380,7 @@ func (a *agent) run(ctx context.Context, o agentOptions) error {
 			failed <- fmt.Errorf("serve API on %s: %w", a.ln.Addr(), err)
 		}
 	})
-	a.log.Info("agent started", "op", "start", "api", "http://"+a.ln.Addr().String(), "raft", a.node.Addr(), "dev", o.dev, "witness", a.witness)
+	a.log.Info("agent started", "op", "start", "api", a.apiScheme+"://"+a.ln.Addr().String(), "raft", a.node.Addr(), "dev", o.dev, "witness", a.witness)
 
 	var runErr error
 	select {

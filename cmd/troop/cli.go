@@ -49,7 +49,7 @@ type call struct {
 }
 
 // verbs is every client command, in the order help lists them.
-var verbs = slices.Concat(serviceVerbs, realVerbs, hostVerbs, tableVerbs, statusVerbs, memberVerbs, eventVerbs, operatorVerbs, upgradeVerbs, snapshotVerbs, realserverVerbs, importVerbs)
+var verbs = slices.Concat(serviceVerbs, realVerbs, hostVerbs, tableVerbs, statusVerbs, memberVerbs, eventVerbs, operatorVerbs, upgradeVerbs, snapshotVerbs, realserverVerbs, importVerbs, aclVerbs, pkiVerbs)
 
 // findVerb returns the verb named by the first words of args (the longest match) and the rest.
 func findVerb(args []string) (*verb, []string) {
@@ -92,6 +92,8 @@ func (v *verb) run(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {} // help is printed below, to stdout for -h and briefly to stderr for errors
 	address := fs.String("address", envOr("TROOP_ADDR", defaultAddress), "the agent's API `URL` (env TROOP_ADDR)")
+	token := fs.String("token", os.Getenv("TROOP_TOKEN"), "the ACL token `secret` to send (env TROOP_TOKEN)")
+	caFile := fs.String("ca-file", os.Getenv("TROOP_CACERT"), "verify an https agent's certificate against this CA `file` (env TROOP_CACERT)")
 	c := &call{stdout: stdout}
 	if v.read {
 		fs.BoolVar(&c.read.Consistent, "consistent", false, "read the leader-verified state instead of the agent's local one")
@@ -119,7 +121,12 @@ func (v *verb) run(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitUsage
 	}
 	c.args, c.address = pos, *address
-	c.client = api.NewClient(*address, nil).WithActor(actorName())
+	hc, err := cliHTTPClient(*caFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "Error: -ca-file: %v\n", err)
+		return exitError
+	}
+	c.client = api.NewClient(*address, hc).WithActor(actorName()).WithToken(*token)
 
 	err = act(ctx, c)
 	var ue *usageError
