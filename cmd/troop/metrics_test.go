@@ -87,11 +87,11 @@ func TestAgentMetrics(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if ctx.Err() != nil || !strings.Contains(err.Error(), "leader") {
+		if ctx.Err() != nil || !(strings.Contains(err.Error(), "leader") || strings.Contains(err.Error(), "not running")) {
 			t.Fatalf("put service: %v (before: %v)", err, lastErr)
 		}
 		lastErr = err
-		time.Sleep(20 * time.Millisecond) // no leader yet
+		time.Sleep(20 * time.Millisecond) // not running, or no leader yet
 	}
 
 	want := map[string]func(float64) bool{
