@@ -2,6 +2,9 @@ package integration
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,7 +26,9 @@ import (
 )
 
 // TestConsoleInBrowser drives the web console (/ui/) of a real `troop agent -dev` in headless
-// Chromium: it logs in with a token, finds the services the API created, drains a real server
+// Chromium, with ACLs on: an unknown token is sent back to the login, a read token sees the pool but
+// its drain is refused (and changes nothing), and with an operator token it finds the services
+// the API created, drains a real server
 // through the confirmation dialog, sees the change in the page and through the API, checks that
 // a 390x844 phone screen does not scroll sideways, and fails on any error the page logs or throws.
 // Screenshots go to $TROOP_ARTIFACTS (default: the test's temporary directory).
@@ -46,10 +51,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	base := startDevAgent(t)
+	base, bootstrap := startDevAgent(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	client := api.NewClient(base, nil)
+	client := api.NewClient(base, nil).WithToken(bootstrap)
+	tokens := map[fsm.Scope]string{}
+	for _, scope := range []fsm.Scope{fsm.ScopeRead, fsm.ScopeOperator} {
+		tok, err := client.CreateToken(ctx, "console-"+string(scope), scope)
+		if err != nil {
+			t.Fatalf("create a %s token: %v", scope, err)
+		}
+		tokens[scope] = tok.Secret
+	}
 	weight2 := 2
 	if _, err := client.PutService(ctx, fsm.Service{
 		Name: "web", VIP: netip.MustParseAddr("192.0.2.6"), Port: 80, Protocol: fsm.TCP,
@@ -139,16 +152,55 @@ func TestConsoleInBrowser(t *testing.T) {
 		members = `#members-table tr[data-member="dev"]`
 	)
 
-	do("log in",
-		chromedp.Navigate(base+"/"), // redirected to /ui/
-		chromedp.WaitVisible(chromedp.CSS("#token")),
-		chromedp.SendKeys(chromedp.CSS("#token"), "console-test-token"),
-		chromedp.Click(chromedp.CSS("#login-submit")),
-		chromedp.WaitVisible(chromedp.CSS(members)),
-		shot("overview"),
+	login := func(token string) []chromedp.Action[chromedp.Void] {
+		return []chromedp.Action[chromedp.Void]{
+			chromedp.WaitVisible(chromedp.CSS("#token")),
+			func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+				_, err := chromedp.Evaluate[bool](`(document.getElementById("token").value = "", true)`)(ctx, tg)
+				return chromedp.Void{}, err
+			},
+			chromedp.SendKeys(chromedp.CSS("#token"), token),
+			chromedp.Click(chromedp.CSS("#login-submit")),
+		}
+	}
+	refusedAtLogin := func(what string) {
+		t.Helper()
+		do(what, chromedp.WaitVisible(chromedp.CSS("#login-message")))
+		var msg string
+		waitFor(t, 5*time.Second, what+": the login screen says why", func() error {
+			if msg = text("#login-message"); msg == "" {
+				return errors.New("no message yet")
+			}
+			return nil
+		})
+		t.Logf("%s: the console is back at its login: %q", what, msg)
+	}
+
+	// A token the pool does not know gets no further than the login screen.
+	do("open the console", chromedp.Navigate(base+"/")) // redirected to /ui/
+	do("log in with an unknown token", login("not-a-token-of-this-pool")...)
+	refusedAtLogin("an unknown token")
+
+	// A read token sees everything and changes nothing: its drain is refused (403).
+	do("log in with a read token", append(login(tokens[fsm.ScopeRead]), chromedp.WaitVisible(chromedp.CSS(members)))...)
+	do("read token: services page",
+		chromedp.Click(chromedp.CSS(`#nav a[data-page="services"]`)),
+		chromedp.WaitVisible(chromedp.CSS(drain)),
+		chromedp.Click(chromedp.CSS(drain)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
 	)
+	refusedAtLogin("a drain with a read token")
+	if svc, _, err := client.Service(ctx, "web", api.ReadOptions{}); err != nil || svc.Reals[0].Admin != fsm.Enabled {
+		t.Fatalf("after a read token's drain the API says %+v (%v), want every real enabled", svc.Reals, err)
+	}
+
+	do("log in with an operator token", append(login(tokens[fsm.ScopeOperator]),
+		chromedp.Click(chromedp.CSS(`#nav a[data-page="overview"]`)),
+		chromedp.WaitVisible(chromedp.CSS(members)),
+		shot("overview"))...)
 	token, err := chromedp.Run(bctx, chromedp.Evaluate[string](`sessionStorage.getItem("troop.token")`))
-	if row := text(members); !strings.Contains(row, "leader") || token != "console-test-token" || err != nil {
+	if row := text(members); !strings.Contains(row, "leader") || token != tokens[fsm.ScopeOperator] || err != nil {
 		t.Errorf("overview row %q, stored token %q (%v); want the dev director as leader and the token", row, token, err)
 	}
 
@@ -259,9 +311,16 @@ func chromium(t *testing.T) string {
 }
 
 // startDevAgent runs `troop agent -dev` with its API on a free loopback port and returns the
-// API's URL once the agent is ready. The agent is stopped (SIGTERM) when the test ends.
-func startDevAgent(t *testing.T) string {
+// API's URL, with ACLs on and the admin bootstrap token it returns too, once the agent is ready. The agent is stopped (SIGTERM) when the test ends.
+func startDevAgent(t *testing.T) (base, bootstrap string) {
 	t.Helper()
+	secret := make([]byte, 24)
+	rand.Read(secret)
+	bootstrap = hex.EncodeToString(secret)
+	tokenFile := filepath.Join(t.TempDir(), "bootstrap.token")
+	if err := os.WriteFile(tokenFile, []byte(bootstrap+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +332,7 @@ func startDevAgent(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(troopBinary(t), "agent", "-dev", "-api-address", addr)
+	cmd := exec.Command(troopBinary(t), "agent", "-dev", "-api-address", addr, "-bootstrap-token-file", tokenFile)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start the agent: %v", err)
@@ -294,7 +353,7 @@ func startDevAgent(t *testing.T) string {
 			t.Logf("agent log:\n%s", tail(string(out), 40))
 		}
 	})
-	base := "http://" + addr
+	base = "http://" + addr
 	client := api.NewClient(base, &http.Client{Timeout: 2 * time.Second})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -302,7 +361,7 @@ func startDevAgent(t *testing.T) string {
 		r, err := client.Ready(ctx)
 		cancel()
 		if err == nil && r.Ready {
-			return base
+			return base, bootstrap
 		}
 		select {
 		case err := <-exited:
