@@ -38,10 +38,15 @@ const (
 )
 
 func keygen(_ context.Context, c *call) error {
+	_, err := fmt.Fprintln(c.stdout, newKey())
+	return err
+}
+
+// newKey is `troop keygen`'s key: base64 of 32 random bytes, a gossip key or a bootstrap token.
+func newKey() string {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	_, err := fmt.Fprintln(c.stdout, base64.StdEncoding.EncodeToString(key))
-	return err
+	return base64.StdEncoding.EncodeToString(key)
 }
 
 func tlsCACreateFlags(fs *flag.FlagSet) action {
