@@ -49,7 +49,7 @@ type call struct {
 }
 
 // verbs is every client command, in the order help lists them.
-var verbs = slices.Concat(serviceVerbs, realVerbs, hostVerbs, tableVerbs, statusVerbs, memberVerbs, eventVerbs, operatorVerbs, upgradeVerbs, snapshotVerbs, realserverVerbs, importVerbs, aclVerbs, pkiVerbs, initVerbs)
+var verbs = slices.Concat(serviceVerbs, realVerbs, hostVerbs, tableVerbs, statusVerbs, memberVerbs, eventVerbs, operatorVerbs, upgradeVerbs, snapshotVerbs, realserverVerbs, importVerbs, aclVerbs, pkiVerbs, initVerbs, doctorVerbs)
 
 // findVerb returns the verb named by the first words of args (the longest match) and the rest.
 func findVerb(args []string) (*verb, []string) {
