@@ -377,8 +377,11 @@ func checkDataDir(s doctorSystem, dir string) finding {
 	case err == nil:
 		return okf(c, "%s is writable", dir)
 	case errors.Is(err, os.ErrNotExist):
-		return warnf(c, "systemd creates "+initDataDir+" (StateDirectory=troop); otherwise: install -d -o troop -g troop -m 0750 "+dir,
-			"%s does not exist yet", dir)
+		fix := "the agent creates it when it may write the parent; or: install -d -o troop -g troop -m 0750 " + dir
+		if dir == initDataDir {
+			fix = "under deploy/systemd/troop.service systemd creates it (StateDirectory=troop); otherwise: install -d -o troop -g troop -m 0750 " + dir
+		}
+		return warnf(c, fix, "%s does not exist yet", dir)
 	}
 	return failf(c, "chown troop:troop "+dir+" (the user the agent runs as)", "%s is not writable: %v", dir, err)
 }

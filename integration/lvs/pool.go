@@ -80,6 +80,10 @@ type Config struct {
 	// DirectorExtra is HCL appended, at the top level, to the named directors' agent files
 	// ("d1" → a serial block, say); directors not named get none.
 	DirectorExtra map[string]string
+	// AgentConfig, when set, is director n's (1-based) whole agent file in place of the pool's
+	// own (one `troop init` wrote, say); the settings above that shape agent files then do not
+	// apply.
+	AgentConfig func(n int) string
 	// Log receives a line per step ("start d1", "kill d2"); nil discards.
 	Log io.Writer
 }
@@ -359,7 +363,11 @@ func (p *Pool) StartWith(name string, args ...string) error {
 		return fmt.Errorf("no director %q", name)
 	}
 	cfgFile := filepath.Join(p.cfg.Dir, name+".hcl")
-	if err := os.WriteFile(cfgFile, []byte(p.agentConfig(n)), 0o644); err != nil {
+	text := p.agentConfig(n)
+	if p.cfg.AgentConfig != nil {
+		text = p.cfg.AgentConfig(n)
+	}
+	if err := os.WriteFile(cfgFile, []byte(text), 0o644); err != nil {
 		return err
 	}
 	logf, err := os.OpenFile(filepath.Join(p.cfg.Dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
