@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,7 +54,11 @@ func benchFailover(ctx context.Context, runs int) (string, error) {
 		}
 	}
 	if err != nil || len(results) == 0 {
-		return "", fmt.Errorf("VM failover scenarios: %v; %d results; output tail:\n%s", err, len(results), lastLines(out.String(), 40))
+		logPath := filepath.Join(os.TempDir(), "troop-bench-failover.log")
+		if werr := os.WriteFile(logPath, out.Bytes(), 0o644); werr != nil {
+			logPath = "(not kept: " + werr.Error() + ")"
+		}
+		return "", fmt.Errorf("VM failover scenarios: %v; %d results; whole output in %s; tail:\n%s", err, len(results), logPath, lastLines(out.String(), 40))
 	}
 
 	var b strings.Builder
