@@ -50,15 +50,11 @@ func TestFeatureGateWaitsForEveryServer(t *testing.T) {
 	checkGoroutines(t)
 	c := newTestCluster(t, 3, clusterOpts{disk: true, config: func(cfg *Config) {
 		if cfg.NodeID == "n3" {
-			cfg.Protocol = 1
-			// Keep n3 a follower: the leader asks it, and must not trust its old answer.
-			cfg.HeartbeatTimeout, cfg.ElectionTimeout = 2*time.Second, 2*time.Second
+			// The leader asks n3, and must not trust its old answer.
+			asOldFollower(cfg)
 		}
 	}})
-	leader := c.leader(10 * time.Second)
-	if leader.ID() == "n3" {
-		t.Fatal("n3 leads")
-	}
+	leader := c.leaderOtherThan("n3")
 	ctx := ctxTimeout(t, 30*time.Second)
 	if _, err := leader.Apply(ctx, hostService(1)); err != nil {
 		t.Fatal(err)
@@ -127,15 +123,11 @@ func TestFeatureGateReadsGossip(t *testing.T) {
 			cfg.Gossip.Join = []string{first}
 		}
 		if cfg.NodeID == "n2" {
-			cfg.Protocol = 1
-			// Keep n2 a follower, so that the leader learns its protocol from gossip.
-			cfg.HeartbeatTimeout, cfg.ElectionTimeout = 2*time.Second, 2*time.Second
+			// The leader learns n2's protocol from gossip.
+			asOldFollower(cfg)
 		}
 	}})
-	leader := c.leader(10 * time.Second)
-	if leader.ID() == "n2" {
-		t.Fatal("n2 leads")
-	}
+	leader := c.leaderOtherThan("n2")
 	ctx := ctxTimeout(t, 20*time.Second)
 	if _, err := leader.Apply(ctx, hostService(1)); err != nil {
 		t.Fatal(err)
@@ -185,10 +177,7 @@ func TestHaltedNodeStopsAndCatchesUpAfterUpgrade(t *testing.T) {
 			}
 		},
 	})
-	leader := c.leader(10 * time.Second)
-	if leader.ID() == "n3" {
-		t.Fatal("n3 leads")
-	}
+	leader := c.leaderOtherThan("n3")
 	ctx := ctxTimeout(t, 30*time.Second)
 	if _, err := leader.Apply(ctx, hostService(1)); err != nil {
 		t.Fatal(err)
@@ -266,4 +255,21 @@ func TestHaltedAdapterRefusesSnapshot(t *testing.T) {
 	if !errors.Is(err, fsm.ErrHalted) || snap != nil {
 		t.Fatalf("snapshot while halted: %v, %v; want ErrHalted", snap, err)
 	}
+}
+
+// asOldFollower makes cfg a protocol-1 node that stays a follower: its election timeout is long
+// enough that a node of the default timing always wins first.
+func asOldFollower(cfg *Config) {
+	cfg.Protocol = 1
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout = 2*time.Second, 2*time.Second
+}
+
+// leaderOtherThan waits for the leader and fails the test if it is id.
+func (c *testCluster) leaderOtherThan(id string) *testNode {
+	c.t.Helper()
+	leader := c.leader(10 * time.Second)
+	if leader.ID() == id {
+		c.t.Fatalf("%s leads", id)
+	}
+	return leader
 }

@@ -1,10 +1,8 @@
 package metrics_test
 
 import (
-	"bufio"
 	"net/http/httptest"
 	"net/netip"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/troop-lb/troop/director"
 	"github.com/troop-lb/troop/fsm"
 	"github.com/troop-lb/troop/metrics"
+	"github.com/troop-lb/troop/metrics/metricstest"
 	"github.com/troop-lb/troop/probe"
 )
 
@@ -40,21 +39,7 @@ func scrape(t *testing.T, m *metrics.Metrics) map[string]float64 {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	out := map[string]float64{}
-	sc := bufio.NewScanner(rec.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("line %q: %v", line, err)
-		}
-		out[line[:i]] = v
-	}
-	return out
+	return metricstest.Parse(t, rec.Body)
 }
 
 func expect(t *testing.T, got map[string]float64, want map[string]float64) {

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/troop-lb/troop/api"
 	"github.com/troop-lb/troop/cmd/troop/internal/config"
 	"github.com/troop-lb/troop/fsm"
+	"github.com/troop-lb/troop/metrics/metricstest"
 )
 
 // startDevAgent runs a -dev agent in this process on ephemeral ports until the test ends and
@@ -50,21 +49,7 @@ func scrape(t *testing.T, base string) map[string]float64 {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /metrics: %s", resp.Status)
 	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		out[line[:i]] = v
-	}
-	return out
+	return metricstest.Parse(t, resp.Body)
 }
 
 // The metrics of a running agent: Raft's view, the apply and health-check histograms fed as

@@ -275,15 +275,19 @@ var hbUnsupported = map[string]string{
 	"traditional_compression": "not needed",
 }
 
+// fields splits a Heartbeat configuration line into words, without its # comment.
+func fields(line string) []string {
+	if j := strings.IndexByte(line, '#'); j >= 0 {
+		line = line[:j]
+	}
+	return strings.Fields(line)
+}
+
 func parseHaCF(file string, src []byte, fs *findings) (*hbConfig, error) {
 	hb := &hbConfig{keepalive: hbKeepalive, deadtime: hbDeadtime, baud: hbBaud, nodeLine: map[string]int{}}
 	var deadLine int
 	for i, line := range strings.Split(string(src), "\n") {
-		n := i + 1
-		if j := strings.IndexByte(line, '#'); j >= 0 {
-			line = line[:j]
-		}
-		f := strings.Fields(line)
+		n, f := i+1, fields(line)
 		if len(f) == 0 {
 			continue
 		}
@@ -375,10 +379,7 @@ func parseHaResources(file string, src []byte, hb *hbConfig, fs *findings) (fsm.
 			i++
 			line = strings.TrimSuffix(strings.TrimSpace(line), "\\") + " " + lines[i]
 		}
-		if j := strings.IndexByte(line, '#'); j >= 0 {
-			line = line[:j]
-		}
-		f := strings.Fields(line)
+		f := fields(line)
 		if len(f) == 0 {
 			continue
 		}
@@ -450,11 +451,7 @@ func parseAuthKeys(file string, src []byte, fs *findings) (string, error) {
 	methods := map[string]string{}
 	lines := map[string]int{}
 	for i, line := range strings.Split(string(src), "\n") {
-		n := i + 1
-		if j := strings.IndexByte(line, '#'); j >= 0 {
-			line = line[:j]
-		}
-		f := strings.Fields(line)
+		n, f := i+1, fields(line)
 		if len(f) == 0 {
 			continue
 		}

@@ -27,6 +27,14 @@ type kaNode struct {
 	children []*kaNode
 }
 
+// value is the statement's single argument, or an error naming its line.
+func (n *kaNode) value(file string) (string, error) {
+	if len(n.args) != 1 {
+		return "", errorf(file, n.line, "%s: want one value", n.key)
+	}
+	return n.args[0], nil
+}
+
 // kaToken is a word, "{" or "}", with its line; eol marks the end of a line.
 type kaToken struct {
 	text string
@@ -363,12 +371,7 @@ func kaVirtualServer(file string, n *kaNode, groups map[string][]kaMember, fs *f
 	var check *fsm.HealthCheck
 	var checkFrom string
 	for _, c := range n.children {
-		arg := func() (string, error) {
-			if len(c.args) != 1 {
-				return "", errorf(file, c.line, "%s: want one value", c.key)
-			}
-			return c.args[0], nil
-		}
+		arg := func() (string, error) { return c.value(file) }
 		switch c.key {
 		case "delay_loop":
 			v, err := arg()
@@ -621,10 +624,11 @@ func kaRealServer(file string, n *kaNode, fs *findings) (fsm.Real, *fsm.HealthCh
 			}
 			r.LowerThreshold = uint32(v)
 		case "lvs_method", "lb_kind":
-			if len(c.args) != 1 {
-				return r, nil, false, errorf(file, c.line, "%s: want one value", c.key)
+			v, err := c.value(file)
+			if err != nil {
+				return r, nil, false, err
 			}
-			m, ok := kaMethod(c.args[0])
+			m, ok := kaMethod(v)
 			if !ok {
 				return r, nil, false, errorf(file, c.line, "%s %s: want NAT, DR or TUN", c.key, c.args[0])
 			}
@@ -666,12 +670,7 @@ func kaChecker(file string, n *kaNode, fs *findings) (*fsm.HealthCheck, error) {
 	}
 	urls := 0
 	for _, x := range n.children {
-		one := func() (string, error) {
-			if len(x.args) != 1 {
-				return "", errorf(file, x.line, "%s: want one value", x.key)
-			}
-			return x.args[0], nil
-		}
+		one := func() (string, error) { return x.value(file) }
 		switch x.key {
 		case "url":
 			urls++
@@ -680,8 +679,8 @@ func kaChecker(file string, n *kaNode, fs *findings) (*fsm.HealthCheck, error) {
 				continue
 			}
 			for _, u := range x.children {
-				if len(u.args) != 1 {
-					return nil, errorf(file, u.line, "%s: want one value", u.key)
+				if _, err := u.value(file); err != nil {
+					return nil, err
 				}
 				switch u.key {
 				case "path":
