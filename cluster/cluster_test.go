@@ -486,6 +486,9 @@ func TestBootstrapExpectFormsOnePool(t *testing.T) {
 	}})
 	leader := c.leader(10 * time.Second)
 	for _, tn := range c.running() {
+		// A node may know the leader a moment before the configuration entry reaches its log
+		// (seen once on a loaded machine).
+		_ = poll(ctxTimeout(t, 5*time.Second), 5*time.Millisecond, func() bool { return len(tn.Status().Peers) == 3 })
 		st := tn.Status()
 		if len(st.Peers) != 3 {
 			t.Errorf("%s: configuration %+v", tn.ID(), st.Peers)
