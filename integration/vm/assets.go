@@ -84,7 +84,118 @@ func Prepare(ctx context.Context, cacheDir string, log io.Writer) (*Assets, erro
 			return nil, err
 		}
 	}
+	// keepalived, for the side-by-side failover benchmark: Debian's package, not the host's.
+	if err := a.addPackageProgram(ctx, cacheDir, "keepalived", "/usr/sbin/keepalived", log); err != nil {
+		return nil, err
+	}
 	return a, nil
+}
+
+// addPackageProgram downloads and unpacks Debian's pkg into cacheDir and adds its program bin
+// (a guest path, the same inside the package) with the shared libraries it needs: the host's
+// where the host has them, else from the library packages pkg depends on (recursively), which
+// are downloaded and unpacked beside it and keep their paths in the guest.
+func (a *Assets) addPackageProgram(ctx context.Context, cacheDir, pkg, bin string, log io.Writer) error {
+	root := filepath.Join(cacheDir, pkg)
+	if err := unpackOnce(ctx, cacheDir, pkg, root, log); err != nil {
+		return err
+	}
+	prog := filepath.Join(root, bin)
+	libs, missing, err := lddWith(ctx, prog, nil)
+	if err != nil {
+		return err
+	}
+	onHost := map[string]bool{}
+	for _, lib := range libs {
+		onHost[filepath.Base(lib)] = true
+		a.Programs[lib] = lib
+	}
+	var roots []string
+	if len(missing) > 0 {
+		deps, err := missingLibraryPackages(ctx, pkg)
+		if err != nil {
+			return err
+		}
+		for _, dep := range deps {
+			depRoot := filepath.Join(cacheDir, dep)
+			if err := unpackOnce(ctx, cacheDir, dep, depRoot, log); err != nil {
+				return err
+			}
+			roots = append(roots, depRoot)
+		}
+		var dirs []string
+		for _, r := range roots {
+			for _, d := range []string{"lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib"} {
+				dirs = append(dirs, filepath.Join(r, d))
+			}
+		}
+		if libs, missing, err = lddWith(ctx, prog, []string{"LD_LIBRARY_PATH=" + strings.Join(dirs, ":")}); err != nil {
+			return err
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("%s: no package among %v provides %v", bin, deps, missing)
+		}
+	}
+	a.Programs[bin] = prog
+	for _, lib := range libs {
+		guest := lib
+		for _, r := range roots {
+			if rest, ok := strings.CutPrefix(lib, r+"/"); ok {
+				guest = "/" + rest
+			}
+		}
+		if guest != lib && onHost[filepath.Base(lib)] {
+			continue // the host's own copy (from the first pass) wins over an alternative's
+		}
+		a.Programs[guest] = lib
+	}
+	return nil
+}
+
+// lddWith lists the absolute paths ldd resolves for prog (libraries and the loader) and the
+// sonames it finds nowhere.
+func lddWith(ctx context.Context, prog string, env []string) (libs, missing []string, err error) {
+	cmd := exec.CommandContext(ctx, "ldd", prog)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, nil, fmt.Errorf("ldd %s: %w", prog, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if strings.Contains(line, "not found") && len(f) > 0 {
+			missing = append(missing, f[0])
+			continue
+		}
+		for _, w := range f {
+			if strings.HasPrefix(w, "/") {
+				libs = append(libs, w)
+			}
+		}
+	}
+	return libs, missing, nil
+}
+
+// missingLibraryPackages lists the library packages (lib*) pkg depends on, recursively, that
+// the host has not installed.
+func missingLibraryPackages(ctx context.Context, pkg string) ([]string, error) {
+	var out bytes.Buffer
+	if err := run(ctx, "", &out, "apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+		"--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", pkg); err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		name := strings.TrimSpace(line)
+		if !strings.HasPrefix(name, "lib") || strings.ContainsAny(name, " :<>") || slices.Contains(missing, name) {
+			continue // a dependency line ("Depends: x"), a virtual package, or seen
+		}
+		st, _ := exec.CommandContext(ctx, "dpkg-query", "-W", "-f", "${Status}", name).Output()
+		if !strings.Contains(string(st), "install ok installed") {
+			missing = append(missing, name)
+		}
+	}
+	return missing, nil
 }
 
 // ensureCommand installs pkg with apt-get when cmd is not on PATH.
