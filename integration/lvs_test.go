@@ -462,7 +462,8 @@ func (p *lvsPool) waitFor(timeout time.Duration, what string, cond func() bool) 
 
 // reportFailovers logs the distribution and prints it as a `troop-bench:` line, which `make
 // bench` collects from the VM's console.
-func reportFailovers(t *testing.T, kind string, timing lvs.Timing, fs []failover) {
+// system is "troop" or "keepalived"; profile names the timing profile.
+func reportFailovers(t *testing.T, system, kind, profile string, fs []failover) {
 	t.Helper()
 	var ms []float64
 	failed, requests := 0, 0
@@ -474,9 +475,9 @@ func reportFailovers(t *testing.T, kind string, timing lvs.Timing, fs []failover
 		slowest = max(slowest, f.slowest)
 	}
 	slices.Sort(ms)
-	t.Logf("%s, %s: outage min/median/max %.0f/%.0f/%.0f ms over %d runs; %d of %d requests failed, slowest %s",
-		kind, timing.Name, ms[0], ms[len(ms)/2], ms[len(ms)-1], len(ms), failed, requests, slowest.Round(time.Millisecond))
-	b, _ := json.Marshal(map[string]any{"bench": "failover", "kind": kind, "profile": timing.Name,
+	t.Logf("%s %s, %s: outage min/median/max %.0f/%.0f/%.0f ms over %d runs; %d of %d requests failed, slowest %s",
+		system, kind, profile, ms[0], ms[len(ms)/2], ms[len(ms)-1], len(ms), failed, requests, slowest.Round(time.Millisecond))
+	b, _ := json.Marshal(map[string]any{"bench": "failover", "system": system, "kind": kind, "profile": profile,
 		"outage_ms": ms, "requests": requests, "failed": failed, "slowest_ms": slowest.Milliseconds()})
 	fmt.Printf("troop-bench: %s\n", b)
 }
@@ -495,7 +496,7 @@ func measureFailovers(t *testing.T, kind string, crash bool, check func(*testing
 				check(t, f)
 				fs = append(fs, f)
 			}
-			reportFailovers(t, kind, timing, fs)
+			reportFailovers(t, "troop", kind, timing.Name, fs)
 		})
 	}
 }

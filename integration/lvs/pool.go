@@ -121,6 +121,17 @@ type agent struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	log  *os.File
+	// group: the agent leads a process group of its own (keepalived and its children), which
+	// Kill ends as a whole.
+	group bool
+}
+
+// kill sends SIGKILL to the agent (and its process group, if it leads one).
+func (a *agent) kill() {
+	if a.group {
+		syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	a.cmd.Process.Kill()
 }
 
 // Names of the pool's hosts.
@@ -258,7 +269,7 @@ func (p *Pool) Close() {
 	p.agents, p.servers = map[string]*agent{}, map[string]*http.Server{}
 	p.mu.Unlock()
 	for _, a := range agents {
-		a.cmd.Process.Kill()
+		a.kill()
 		<-a.done
 	}
 	for _, s := range servers {
@@ -433,7 +444,7 @@ func (p *Pool) Kill(name string) error {
 	if err != nil {
 		return err
 	}
-	a.cmd.Process.Kill() // `ip netns exec` execs the agent: this is the agent's own PID
+	a.kill() // `ip netns exec` execs the agent: this is the agent's own PID
 	<-a.done
 	p.logf("killed agent %s (SIGKILL)", name)
 	return nil
@@ -451,7 +462,7 @@ func (p *Pool) Stop(name string, timeout time.Duration) error {
 		p.logf("stopped agent %s (SIGTERM)", name)
 		return nil
 	case <-time.After(timeout):
-		a.cmd.Process.Kill()
+		a.kill()
 		<-a.done
 		return fmt.Errorf("agent %s did not exit within %s of SIGTERM", name, timeout)
 	}

@@ -1,0 +1,169 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/troop-lb/troop/integration/lvs"
+)
+
+// keepalivedBin is where the VM's initramfs holds Debian's keepalived.
+const keepalivedBin = "/usr/sbin/keepalived"
+
+// TestLVSKeepalivedFailover is the other side of `make bench`'s failover comparison: the same
+// pool, reals, client, load and ping watcher as TestLVSLeaderCrash and TestLVSGracefulStop, with
+// keepalived (VRRP over unicast, priorities 150/100/50, the web service as a virtual_server) on
+// the directors in place of `troop agent`. Crash: the master's link is cut and keepalived
+// SIGKILLed with its children; graceful: SIGTERM (the master advertises priority 0). It runs only
+// when TROOP_BENCH_KEEPALIVED is set (the bench sets it; it takes minutes) and keepalived is
+// installed (the VM has Debian's).
+func TestLVSKeepalivedFailover(t *testing.T) {
+	if os.Getenv("TROOP_BENCH_KEEPALIVED") == "" {
+		t.Skip("keepalived comparison: `make bench` runs it in the VM (TROOP_BENCH_KEEPALIVED=1)")
+	}
+	if _, err := os.Stat(keepalivedBin); err != nil {
+		t.Skipf("keepalived comparison: no %s (the VM tier has Debian's)", keepalivedBin)
+	}
+	needIPVS(t)
+	for _, kind := range []string{"crash", "graceful"} {
+		for _, prof := range []lvs.Keepalived{lvs.KeepalivedDefault, lvs.KeepalivedTuned} {
+			t.Run(kind+"/"+strings.Fields(prof.Name)[0], func(t *testing.T) {
+				p := newKeepalivedPool(t, prof)
+				var fs []failover
+				for range failoverRuns() {
+					f := p.loseMaster(kind == "crash", prof)
+					if f.outage > 15*time.Second {
+						t.Errorf("a %s failover took %s as the client saw it", kind, f.outage)
+					}
+					fs = append(fs, f)
+				}
+				reportFailovers(t, "keepalived", kind, prof.Name, fs)
+			})
+		}
+	}
+}
+
+// newKeepalivedPool starts keepalived with prof on every director, prepares and starts the
+// reals, and waits until the client is served by both through the VIP.
+func newKeepalivedPool(t *testing.T, prof lvs.Keepalived) *lvsPool {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	p, err := lvs.New(ctx, lvs.Config{Bin: troopBinary(t), Dir: t.TempDir(), Log: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp := &lvsPool{Pool: p, t: t, ctx: ctx}
+	t.Cleanup(func() {
+		if t.Failed() {
+			lp.dumpState()
+		}
+		p.Close()
+	})
+	for _, r := range p.Reals() {
+		if err := p.PrepareReal(ctx, r, lvs.VIP); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Serve(r, 80); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range p.Directors() {
+		if err := p.StartKeepalived(d, prof); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lp.leader = lp.waitMaster(20 * time.Second)
+	lp.waitServedBy(webURL, []string{"r1", "r2"}, 20*time.Second)
+	return lp
+}
+
+// waitMaster waits until exactly one running director holds the VIP, and has for a second
+// (VRRP's preemption settled), and returns it.
+func (p *lvsPool) waitMaster(timeout time.Duration) string {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var h []string
+	var since time.Time
+	for time.Now().Before(deadline) {
+		now := p.liveHolders()
+		if len(now) != 1 || !slices.Equal(now, h) {
+			h, since = now, time.Now()
+		} else if time.Since(since) >= time.Second {
+			return h[0]
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.t.Fatalf("no single VRRP master among the running directors within %s: VIP held by %v", timeout, h)
+	return ""
+}
+
+// loseMaster is loseLeader for keepalived: the VRRP master goes away (crash: link cut, then
+// keepalived and its children SIGKILLed; stop: SIGTERM), the client's view of the failover is
+// measured the same way, and the old master comes back (after a crash as a rebooted host) and,
+// having the highest priority, takes the VIP back before the next run.
+func (p *lvsPool) loseMaster(crash bool, prof lvs.Keepalived) failover {
+	p.t.Helper()
+	old := p.waitMaster(20 * time.Second)
+	oldMAC := p.mac(old)
+	watch, err := p.WatchAddr(p.ctx, lvs.VIP, 10*time.Millisecond)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer watch.Stop()
+	load := p.StartLoad(p.ctx, webURL, 20*time.Millisecond, 3*time.Second)
+	defer load.Stop()
+	time.Sleep(500 * time.Millisecond)
+	p.waitFor(3*time.Second, "the master "+old+" answers the client's pings", func() bool {
+		return slices.ContainsFunc(watch.Replies(), func(r lvs.Reply) bool { return r.MAC == oldMAC })
+	})
+	if crash {
+		if err := p.Crash(p.ctx, old); err != nil {
+			p.t.Fatal(err)
+		}
+	} else if err := p.Stop(old, 15*time.Second); err != nil {
+		p.t.Fatal(err)
+	}
+	var next string
+	p.waitFor(15*time.Second, "another director holds the VIP", func() bool {
+		h := p.liveHolders()
+		if len(h) == 1 && h[0] != old {
+			next = h[0]
+			return true
+		}
+		return false
+	})
+	newMAC := p.mac(next)
+	p.waitFor(5*time.Second, "the new master's MAC answers the client's pings", func() bool {
+		return slices.ContainsFunc(watch.Replies(), func(r lvs.Reply) bool { return r.MAC == newMAC })
+	})
+	time.Sleep(time.Second) // traffic after the switch
+	replies := watch.Stop()
+	samples := load.Stop()
+	var f failover
+	if f.outage, err = lvs.Outage(replies, oldMAC, newMAC); err != nil {
+		p.t.Fatal(err)
+	}
+	f.requests = len(samples)
+	f.failed = failures(samples, time.Time{})
+	for _, s := range samples {
+		f.slowest = max(f.slowest, s.Took)
+	}
+	if crash {
+		if err := p.Reboot(p.ctx, old); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	if err := p.StartKeepalived(old, prof); err != nil {
+		p.t.Fatal(err)
+	}
+	p.waitFor(15*time.Second, old+" (highest priority) takes the VIP back", func() bool {
+		return slices.Equal(p.liveHolders(), []string{old})
+	})
+	p.leader = p.waitMaster(10 * time.Second)
+	return f
+}
