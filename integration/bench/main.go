@@ -73,6 +73,7 @@ func run(out string, only []string, n, writers int, duration time.Duration, fail
 		{"reconcile", benchReconcile},
 		{"probe", benchProbe},
 		{"failover", func() (string, error) { return benchFailover(ctx, failoverRuns) }},
+		{"table", func() (string, error) { return benchTable(ctx) }},
 	}
 	for _, sec := range sections {
 		if len(only) > 0 && !slices.Contains(only, sec.name) {

@@ -1,0 +1,293 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/troop-lb/troop/api"
+	"github.com/troop-lb/troop/director"
+	"github.com/troop-lb/troop/fsm"
+	"github.com/troop-lb/troop/integration/lvs"
+)
+
+// The large table of issue 10: 10,000 TCP services × 10 DR real servers (110,000 kernel objects).
+const (
+	tableBenchServices = 10_000
+	tableBenchReals    = 10
+	tableBenchChanges  = 200
+)
+
+// tableBenchResult is the `troop-bench:` line TestBenchTable prints; `make bench`'s table section
+// (integration/bench/table.go) reads it.
+type tableBenchResult struct {
+	Kind     string `json:"kind"`
+	Services int    `json:"services"`
+	Reals    int    `json:"reals"`
+	// Programming the table into empty IPVS, alternating: Troop's reconciler, then ipvsadm -R.
+	TroopMS   []float64 `json:"troop_ms"`
+	IpvsadmMS []float64 `json:"ipvsadm_ms"`
+	// TroopCalls is the IPVS calls of one Troop programming run; SteadyMS a full comparison of
+	// the loaded table with nothing to do (what the agent pays every reconcile interval).
+	TroopCalls int     `json:"troop_calls"`
+	SteadyMS   float64 `json:"steady_ms"`
+	// The agent: PUT /v1/table of the whole table until the kernel holds all of it, then one-real
+	// weight changes (API call until the kernel shows the weight).
+	AgentApplyMS float64   `json:"agent_apply_ms"`
+	ChangeMS     []float64 `json:"change_ms"`
+	RSSKB        int64     `json:"rss_kb"`
+	HWMKB        int64     `json:"hwm_kb"`
+	BinaryBytes  int64     `json:"binary_bytes"`
+}
+
+func tableBenchServiceList() []fsm.Service {
+	services := make([]fsm.Service, tableBenchServices)
+	for i := range services {
+		s := fsm.Service{
+			Name: fmt.Sprintf("svc%05d", i), Scheduler: "rr",
+			VIP: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Port: 80,
+		}
+		for j := range tableBenchReals {
+			s.Reals = append(s.Reals, fsm.Real{Address: netip.AddrFrom4([4]byte{172, 16, byte(j), byte(i % 250)}), Forwarding: fsm.DR})
+		}
+		services[i] = s
+	}
+	return services
+}
+
+// ipvsadmRules is the table in ipvsadm -S's format, for ipvsadm -R.
+func ipvsadmRules(services []fsm.Service) string {
+	var b strings.Builder
+	for _, s := range services {
+		vs := netip.AddrPortFrom(s.VIP, s.Port)
+		fmt.Fprintf(&b, "-A -t %s -s rr\n", vs)
+		for _, r := range s.Reals {
+			fmt.Fprintf(&b, "-a -t %s -r %s -g -w 1\n", vs, netip.AddrPortFrom(r.Address, s.Port))
+		}
+	}
+	return b.String()
+}
+
+// TestBenchTable measures, in a fresh network namespace with the kernel's IPVS: programming the
+// large table with Troop's reconciler and with ipvsadm -R (twice each, alternating), then a
+// `troop agent -dev` given the table through its API: one-real weight changes end to end and its
+// RSS. It is a benchmark, not a check: TROOP_BENCH_TABLE=1 runs it (make bench's table section).
+func TestBenchTable(t *testing.T) {
+	if os.Getenv("TROOP_BENCH_TABLE") == "" {
+		t.Skip("benchmark: TROOP_BENCH_TABLE=1 runs it (`make bench`, section table)")
+	}
+	needIPVS(t)
+	troop := os.Getenv("TROOP_BIN")
+	if troop == "" {
+		t.Skip("TROOP_BIN (a troop binary) is not set")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	ns := lvs.Netns("troop-bench-table")
+	exec.Command("ip", "netns", "del", string(ns)).Run()
+	if out, err := exec.Command("ip", "netns", "add", string(ns)).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", string(ns)).Run() })
+	inNS := func(args ...string) *exec.Cmd {
+		return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", string(ns)}, args...)...)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := inNS(args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, tail(string(out), 10))
+		}
+		return string(out)
+	}
+	run("ip", "link", "set", "lo", "up")
+	var k director.IPVS
+	if err := ns.Do(func() (err error) { k, err = director.NewIPVS(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+
+	services := tableBenchServiceList()
+	tb := newBenchTable(t, services)
+	rules := filepath.Join(t.TempDir(), "rules")
+	if err := os.WriteFile(rules, []byte(ipvsadmRules(services)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// kernelObjects counts the services and destinations the namespace's IPVS holds.
+	kernelObjects := func() int {
+		t.Helper()
+		n := 0
+		sc := bufio.NewScanner(strings.NewReader(run("ipvsadm", "-S", "-n")))
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "-A ") || strings.HasPrefix(sc.Text(), "-a ") {
+				n++
+			}
+		}
+		return n
+	}
+	want := tableBenchServices * (1 + tableBenchReals)
+	res := tableBenchResult{Kind: "table", Services: tableBenchServices, Reals: tableBenchReals}
+
+	for round := range 2 {
+		run("ipvsadm", "-C")
+		r, err := director.NewReconciler(k, director.NewOwnership(), director.ReconcilerOptions{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		rep, err := r.Sync(ctx, tb)
+		took := time.Since(start)
+		if err != nil || rep.Services.Created != tableBenchServices || rep.Destinations.Created != tableBenchServices*tableBenchReals {
+			t.Fatalf("Troop's reconciler, round %d: created %d services, %d destinations: %v", round+1, rep.Services.Created, rep.Destinations.Created, err)
+		}
+		res.TroopMS = append(res.TroopMS, msOf(took))
+		res.TroopCalls = rep.Calls
+		if round == 0 {
+			start = time.Now()
+			rep, err := r.Sync(ctx, tb)
+			if err != nil || rep.Writes != 0 {
+				t.Fatalf("steady-state pass: %d writes, %v", rep.Writes, err)
+			}
+			res.SteadyMS = msOf(time.Since(start))
+		}
+		if n := kernelObjects(); n != want {
+			t.Fatalf("after Troop's reconciler the kernel holds %d objects, want %d", n, want)
+		}
+
+		run("ipvsadm", "-C")
+		f, err := os.Open(rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := inNS("ipvsadm", "-R")
+		cmd.Stdin = f
+		start = time.Now()
+		out, err := cmd.CombinedOutput()
+		took = time.Since(start)
+		f.Close()
+		if err != nil {
+			t.Fatalf("ipvsadm -R: %v: %s", err, tail(string(out), 10))
+		}
+		res.IpvsadmMS = append(res.IpvsadmMS, msOf(took))
+		if n := kernelObjects(); n != want {
+			t.Fatalf("after ipvsadm -R the kernel holds %d objects, want %d", n, want)
+		}
+		t.Logf("round %d: Troop %.0f ms (%d IPVS calls), ipvsadm -R %.0f ms", round+1, res.TroopMS[round], res.TroopCalls, res.IpvsadmMS[round])
+	}
+	run("ipvsadm", "-C")
+
+	// The agent: a single in-memory director (-dev) on the namespace's kernel IPVS.
+	agent := inNS(troop, "agent", "-dev", "-api-address", "127.0.0.1:8500", "-log-level", "warn")
+	agentLog, err := os.Create(filepath.Join(t.TempDir(), "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent.Stdout, agent.Stderr = agentLog, agentLog
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		agent.Process.Signal(syscall.SIGTERM)
+		agent.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(agentLog.Name())
+			t.Logf("agent log:\n%s", tail(string(b), 40))
+		}
+	}()
+	client := api.NewClient("127.0.0.1:8500", &http.Client{Transport: &http.Transport{DialContext: ns.DialContext}, Timeout: 2 * time.Minute})
+	start := time.Now()
+	waitFor(t, time.Minute, "the agent applies the table", func() error {
+		_, err := client.ApplyTable(ctx, fsm.Table{Services: services})
+		return err
+	})
+	waitFor(t, 5*time.Minute, "the agent programs the whole table", func() error {
+		if n := kernelObjects(); n != want {
+			return fmt.Errorf("%d of %d objects", n, want)
+		}
+		return nil
+	})
+	res.AgentApplyMS = msOf(time.Since(start))
+	t.Logf("agent: table applied and programmed in %.0f ms", res.AgentApplyMS)
+
+	for i := range tableBenchChanges {
+		s := services[(i*7919)%tableBenchServices]
+		real := s.Reals[i%tableBenchReals]
+		w := 2 + i%50
+		key := director.ServiceKey{Family: fsm.IPv4, Protocol: fsm.TCP, Address: s.VIP, Port: s.Port}
+		start := time.Now()
+		if _, err := client.SetWeight(ctx, s.Name, netip.AddrPortFrom(real.Address, s.Port).String(), w); err != nil {
+			t.Fatalf("set weight: %v", err)
+		}
+		for {
+			ds, err := k.Destinations(key)
+			if err != nil {
+				t.Fatalf("read %s: %v", key, err)
+			}
+			if i := slices.IndexFunc(ds, func(d director.Destination) bool { return d.Address == real.Address }); i >= 0 && ds[i].Weight == w {
+				break
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("%s %s: weight %d not in the kernel after 10 s", key, real.Address, w)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		res.ChangeMS = append(res.ChangeMS, msOf(time.Since(start)))
+	}
+	res.RSSKB, res.HWMKB = procStatusKB(agent.Process.Pid, "VmRSS"), procStatusKB(agent.Process.Pid, "VmHWM")
+	if st, err := os.Stat(troop); err == nil {
+		res.BinaryBytes = st.Size()
+	}
+	c := slices.Sorted(slices.Values(res.ChangeMS))
+	t.Logf("one-real change: p50 %.1f ms, p99 %.1f ms, max %.1f ms; agent RSS %d kB (peak %d kB)",
+		c[len(c)/2], c[len(c)*99/100], c[len(c)-1], res.RSSKB, res.HWMKB)
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("troop-bench: %s\n", b)
+}
+
+// newBenchTable applies the services to a fresh FSM and returns its state.
+func newBenchTable(t *testing.T, services []fsm.Service) *fsm.State {
+	t.Helper()
+	f := fsm.New(slog.New(slog.DiscardHandler))
+	b, err := fsm.EncodeCommand(fsm.ApplyTable(fsm.Table{Services: services}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := f.Apply(1, b); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	return f.View()
+}
+
+func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// procStatusKB reads one "kB" field of /proc/PID/status (0 when it cannot).
+func procStatusKB(pid int, field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
