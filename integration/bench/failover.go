@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,8 +17,10 @@ import (
 	"time"
 )
 
-// failoverResult is one `troop-bench:` line the VM tier's failover scenarios print.
+// failoverResult is one `troop-bench:` line the VM tier's failover scenarios print. Lines from
+// before the keepalived comparison have no system: they are Troop's.
 type failoverResult struct {
+	System    string    `json:"system"`
 	Kind      string    `json:"kind"`
 	Profile   string    `json:"profile"`
 	OutageMS  []float64 `json:"outage_ms"`
@@ -26,20 +29,92 @@ type failoverResult struct {
 	SlowestMS int64     `json:"slowest_ms"`
 }
 
+// failoverPattern is what the bench runs in the VM: Troop's two failover scenarios and
+// keepalived's (which runs only with TROOP_BENCH_KEEPALIVED=1).
+const failoverPattern = "^TestLVS(LeaderCrash|GracefulStop|KeepalivedFailover)$"
+
 // benchFailover runs the VM tier's leader-crash and graceful-stop scenarios (integration
-// TestVM, real IPVS in Debian's kernel under qemu) with runs failovers each, and renders what
-// they measured.
-func benchFailover(ctx context.Context, runs int) (string, error) {
+// TestVM, real IPVS in Debian's kernel under qemu) and keepalived's in the same guest, with runs
+// failovers per row, renders what they measured and draws chart (a PNG) beside it.
+// TROOP_BENCH_FAILOVER_LOG names a saved output of such a run to render instead of running one.
+func benchFailover(ctx context.Context, runs int, chart string) (string, error) {
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-timeout", "40m", "-run", "^TestVM$", "-v", "./integration")
-	cmd.Env = append(os.Environ(), "TROOP_VM=1", "TROOP_FAILOVER_RUNS="+strconv.Itoa(runs),
-		"TROOP_VM_RUN=^TestLVS(LeaderCrash|GracefulStop)$")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	var results []failoverResult
-	guestKernel := "unknown"
-	sc := bufio.NewScanner(&out)
+	var out []byte
+	var err error
+	if saved := os.Getenv("TROOP_BENCH_FAILOVER_LOG"); saved != "" {
+		out, err = os.ReadFile(saved)
+	} else {
+		// 20 runs of each of 8 rows take about half an hour under TCG.
+		guest := time.Duration(runs) * 90 * time.Second
+		guest = max(guest, 12*time.Minute)
+		cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-timeout", (guest + 5*time.Minute).String(), "-run", "^TestVM$", "-v", "./integration")
+		cmd.Env = append(os.Environ(), "TROOP_VM=1", "TROOP_FAILOVER_RUNS="+strconv.Itoa(runs),
+			"TROOP_BENCH_KEEPALIVED=1", "TROOP_VM_TIMEOUT="+guest.String(), "TROOP_VM_RUN="+failoverPattern)
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		err = cmd.Run()
+		out = buf.Bytes()
+	}
+	results, guestKernel := parseFailoverOutput(out)
+	if err != nil || len(results) == 0 {
+		logPath := filepath.Join(os.TempDir(), "troop-bench-failover.log")
+		if werr := os.WriteFile(logPath, out, 0o644); werr != nil {
+			logPath = "(not kept: " + werr.Error() + ")"
+		}
+		return "", fmt.Errorf("VM failover scenarios: %v; %d results; whole output in %s; tail:\n%s", err, len(results), logPath, lastLines(string(out), 40))
+	}
+	if err := failoverChart(chart, results); err != nil {
+		return "", fmt.Errorf("chart: %w", err)
+	}
+	runs = 0
+	for _, r := range results {
+		runs = max(runs, len(r.OutageMS))
+	}
+
+	var b strings.Builder
+	b.WriteString("## Failover as a client sees it (VM tier, real IPVS): Troop and keepalived\n\n")
+	fmt.Fprintf(&b, "Measured %s on %s; %s, %d runs per row, %s in all. Guest: Debian's kernel %s under qemu TCG (2 vCPUs, no KVM), three directors, two LVS-DR real servers and a client in network namespaces on one bridge (integration/lvs_test.go, integration/keepalived_test.go); Troop and keepalived run in the same boot, one after the other, in the same topology. `make bench` rewrites this section.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), hostname(), cpuModel(), runs, time.Since(start).Round(time.Second), guestKernel)
+	b.WriteString("The client pings the VIP every 10 ms and records which MAC answers (a packet socket); the outage is the time from the last reply from the old leader's MAC to the first from the new leader's. Meanwhile it makes an HTTP request through the VIP every 20 ms, each on a new connection with a 3 s timeout. Crash: the leader's link is cut and its agent SIGKILLed (the host died); graceful: SIGTERM, and the agent hands leadership over before it stops. After each failover the old leader comes back (after a crash as a rebooted host with an empty kernel) and the scenario checks it never holds the VIP beside the leader.\n\n")
+	b.WriteString("keepalived is Debian's package (`keepalived` " + "from the same apt sources as the kernel), one `vrrp_instance` on eth0 with `unicast_src_ip`/`unicast_peer` to the other two directors, priorities 150/100/50, the VIP as `virtual_ipaddress`, `lvs_sync_daemon`, and the web service as a `virtual_server` (DR, rr, `TCP_CHECK`) on every director. Its default profile is `advert_int 1` (VRRPv2); the tuned one `vrrp_version 3` with `advert_int 0.1`. Crash: the master's link is cut and keepalived SIGKILLed with its VRRP and checker children; graceful: SIGTERM, on which the master advertises priority 0. The old master, having the highest priority, takes the VIP back before the next run.\n\n")
+	b.WriteString("| system | failover | profile | runs | min | median | p90 | max | failed requests | slowest request |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		o := slices.Sorted(slices.Values(r.OutageMS))
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %.0f ms | %.0f ms | %.0f ms | %.0f ms | %d of %d | %d ms |\n",
+			r.System, r.Kind, r.Profile, len(o), o[0], nearestRank(o, 0.5), nearestRank(o, 0.9), o[len(o)-1], r.Failed, r.Requests, r.SlowestMS)
+	}
+	b.WriteString("\n![Failover outage per run, log scale: each dot a run, the box the middle half, the bar the median; Troop blue, keepalived orange](failover.png)\n\n")
+	b.WriteString("Troop against keepalived, median outage (below 1× Troop is faster):\n\n| failover | Troop profile | keepalived profile | Troop median | keepalived median | Troop/keepalived |\n|---|---|---|---|---|---|\n")
+	for _, kind := range []string{"crash", "graceful"} {
+		for _, pair := range [][2]string{{"default", "default"}, {"fast", "tuned"}} {
+			t, k := findResult(results, "troop", kind, pair[0]), findResult(results, "keepalived", kind, pair[1])
+			if t == nil || k == nil {
+				continue
+			}
+			tm, km := median(t.OutageMS), median(k.OutageMS)
+			fmt.Fprintf(&b, "| %s | %s | %s | %.0f ms | %.0f ms | %.2f× |\n", kind, t.Profile, k.Profile, tm, km, tm/km)
+		}
+	}
+	gracefulFailed, gracefulRuns := 0, 0
+	for _, r := range results {
+		if r.Kind == "graceful" && r.System == "troop" {
+			gracefulFailed += r.Failed
+			gracefulRuns += len(r.OutageMS)
+		}
+	}
+	if gracefulFailed > 0 {
+		fmt.Fprintf(&b, "\n**Graceful stop misses its target of no failed request**: %d requests failed over %d graceful Troop switches (the failed samples are in the run's log).\n", gracefulFailed, gracefulRuns)
+	} else {
+		fmt.Fprintf(&b, "\nNo request failed over %d graceful Troop switches: the stopping leader keeps its VIPs and forwards until the new leader's announcement is seen, sends its connections to the new leader itself in the sync protocol's format (handshakes in SYN_RECV included, which the kernel's daemon never sends), and the new leader drops rather than resets, for 3 s, segments it does not know yet (see the README).\n", gracefulRuns)
+	}
+	b.WriteString("\nTargets (issues 5 and 10): crash median under 1 s with the default profile and under 0.3 s with the fast one (`heartbeat_timeout = \"100ms\"`, `election_timeout = \"100ms\"`, `leader_lease_timeout = \"50ms\"` in the agent's `raft` block), and below keepalived's tuned figure in the same run; no failed request on a graceful stop. A request slower than 1 s is a SYN that was retransmitted once.\n")
+	return b.String(), nil
+}
+
+// parseFailoverOutput reads the `troop-bench:` lines and the guest's kernel from TestVM's output.
+func parseFailoverOutput(out []byte) (results []failoverResult, guestKernel string) {
+	guestKernel = "unknown"
+	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
 		line := sc.Text()
@@ -49,46 +124,34 @@ func benchFailover(ctx context.Context, runs int) (string, error) {
 		if j, ok := strings.CutPrefix(line, "vm| troop-bench: "); ok {
 			var r failoverResult
 			if json.Unmarshal([]byte(j), &r) == nil && len(r.OutageMS) > 0 {
+				r.System = cmp.Or(r.System, "troop")
 				results = append(results, r)
 			}
 		}
 	}
-	if err != nil || len(results) == 0 {
-		logPath := filepath.Join(os.TempDir(), "troop-bench-failover.log")
-		if werr := os.WriteFile(logPath, out.Bytes(), 0o644); werr != nil {
-			logPath = "(not kept: " + werr.Error() + ")"
-		}
-		return "", fmt.Errorf("VM failover scenarios: %v; %d results; whole output in %s; tail:\n%s", err, len(results), logPath, lastLines(out.String(), 40))
-	}
-
-	var b strings.Builder
-	b.WriteString("## Failover as a client sees it (VM tier, real IPVS)\n\n")
-	fmt.Fprintf(&b, "Measured %s on %s; %s, %d runs per row, %s in all. Guest: Debian's kernel %s under qemu TCG (2 vCPUs, no KVM), three directors, two LVS-DR real servers and a client in network namespaces on one bridge (integration/lvs_test.go). `make bench` rewrites this section.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), hostname(), cpuModel(), runs, time.Since(start).Round(time.Second), guestKernel)
-	b.WriteString("The client pings the VIP every 10 ms and records which MAC answers (a packet socket); the outage is the time from the last reply from the old leader's MAC to the first from the new leader's. Meanwhile it makes an HTTP request through the VIP every 20 ms, each on a new connection with a 3 s timeout. Crash: the leader's link is cut and its agent SIGKILLed (the host died); graceful: SIGTERM, and the agent hands leadership over before it stops. After each failover the old leader comes back (after a crash as a rebooted host with an empty kernel) and the scenario checks it never holds the VIP beside the leader.\n\n")
-	b.WriteString("| failover | Raft profile (heartbeat/election/lease) | runs | min | median | p90 | max | failed requests | slowest request |\n|---|---|---|---|---|---|---|---|---|\n")
-	for _, r := range results {
-		o := slices.Sorted(slices.Values(r.OutageMS))
-		// Nearest rank: the smallest value with at least p of the runs at or below it.
-		q := func(p float64) float64 { return o[max(0, int(math.Ceil(p*float64(len(o))))-1)] }
-		fmt.Fprintf(&b, "| %s | %s | %d | %.0f ms | %.0f ms | %.0f ms | %.0f ms | %d of %d | %d ms |\n",
-			r.Kind, r.Profile, len(o), o[0], q(0.5), q(0.9), o[len(o)-1], r.Failed, r.Requests, r.SlowestMS)
-	}
-	gracefulFailed, gracefulRuns := 0, 0
-	for _, r := range results {
-		if r.Kind == "graceful" {
-			gracefulFailed += r.Failed
-			gracefulRuns += len(r.OutageMS)
-		}
-	}
-	if gracefulFailed > 0 {
-		fmt.Fprintf(&b, "\n**Graceful stop misses its target of no failed request**: %d requests failed over %d graceful switches (the failed samples are in the run's log).\n", gracefulFailed, gracefulRuns)
-	} else {
-		fmt.Fprintf(&b, "\nNo request failed over %d graceful switches: the stopping leader keeps its VIPs and forwards until the new leader's announcement is seen, sends its connections to the new leader itself in the sync protocol's format (handshakes in SYN_RECV included, which the kernel's daemon never sends), and the new leader drops rather than resets, for 3 s, segments it does not know yet (see the README).\n", gracefulRuns)
-	}
-	b.WriteString("\nTargets (issue 5): crash median under 1 s with the default profile and under 0.3 s with the fast one (`heartbeat_timeout = \"100ms\"`, `election_timeout = \"100ms\"`, `leader_lease_timeout = \"50ms\"` in the agent's `raft` block); no failed request on a graceful stop. For scale, keepalived 2.2.7 measured on this machine kind (design.md; not this run): crash 2.94 s with its defaults and 0.34 s with a 0.1 s advert interval, graceful 0.62 s and 0.07 s. The side-by-side run against keepalived in the same VM is `make bench`'s next section to come (issue 10). A request slower than 1 s is a SYN that was retransmitted once.\n")
-	return b.String(), nil
+	// Troop's rows first, then keepalived's; each by kind, as the guest ran them.
+	slices.SortStableFunc(results, func(a, b failoverResult) int {
+		return cmp.Or(-cmp.Compare(a.System, b.System), cmp.Compare(a.Kind, b.Kind))
+	})
+	return results, guestKernel
 }
+
+// findResult is the result of system and kind whose profile begins with word.
+func findResult(results []failoverResult, system, kind, word string) *failoverResult {
+	for i, r := range results {
+		if r.System == system && r.Kind == kind && strings.HasPrefix(r.Profile, word) {
+			return &results[i]
+		}
+	}
+	return nil
+}
+
+// nearestRank is the smallest of sorted with at least p of the values at or below it.
+func nearestRank(sorted []float64, p float64) float64 {
+	return sorted[max(0, int(math.Ceil(p*float64(len(sorted))))-1)]
+}
+
+func median(v []float64) float64 { return nearestRank(slices.Sorted(slices.Values(v)), 0.5) }
 
 func lastLines(s string, n int) string {
 	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")

@@ -13,9 +13,10 @@
 // loopback (about two minutes).
 //
 // Failover: the VM tier's leader-crash and graceful-stop scenarios (real IPVS in Debian's kernel
-// under qemu), -failover-runs failovers per kind and Raft profile, as the client sees them.
+// under qemu), -failover-runs failovers per kind and Raft profile, as the client sees them, and
+// the same for keepalived in the same guest; a PNG of the distributions goes beside -out.
 //
-// Usage: go run ./integration/bench -out docs/benchmarks.md [-only raft,reconcile,probe,failover] [-failover-runs 10]
+// Usage: go run ./integration/bench -out docs/benchmarks.md [-only raft,reconcile,probe,failover] [-failover-runs 20]
 package main
 
 import (
@@ -49,7 +50,7 @@ func main() {
 	sequential := flag.Int("n", 2000, "sequential applies for the latency figures")
 	writers := flag.Int("writers", 64, "concurrent writers for the throughput figure")
 	duration := flag.Duration("duration", 5*time.Second, "how long the throughput run lasts")
-	failoverRuns := flag.Int("failover-runs", 10, "failovers per kind and Raft profile in the VM")
+	failoverRuns := flag.Int("failover-runs", 20, "failovers per kind and profile in the VM, for Troop and for keepalived")
 	only := flag.String("only", "", "comma-separated `sections` to run (raft, reconcile, probe, failover); default all")
 	flag.Parse()
 	var sections []string
@@ -63,7 +64,7 @@ func main() {
 }
 
 func run(out string, only []string, n, writers int, duration time.Duration, failoverRuns int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
 	defer cancel()
 	sections := []struct {
 		name  string
@@ -72,7 +73,9 @@ func run(out string, only []string, n, writers int, duration time.Duration, fail
 		{"raft", func() (string, error) { return benchRaft(ctx, n, writers, duration) }},
 		{"reconcile", benchReconcile},
 		{"probe", benchProbe},
-		{"failover", func() (string, error) { return benchFailover(ctx, failoverRuns) }},
+		{"failover", func() (string, error) {
+			return benchFailover(ctx, failoverRuns, filepath.Join(filepath.Dir(out), "failover.png"))
+		}},
 		{"table", func() (string, error) { return benchTable(ctx) }},
 	}
 	for _, sec := range sections {
