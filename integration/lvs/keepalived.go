@@ -79,16 +79,20 @@ func (p *Pool) StartKeepalived(name string, k Keepalived) error {
 	}
 	run := filepath.Join(p.cfg.Dir, name+"-run")
 	os.MkdirAll(run, 0o755)
+	children := []string{filepath.Join(run, "vrrp.pid"), filepath.Join(run, "checkers.pid")}
+	for _, f := range children {
+		os.Remove(f) // a killed instance's
+	}
 	cmd := exec.Command("ip", "netns", "exec", string(p.nodes[name].NS), bin, "--dont-fork", "--log-console", "--log-detail",
 		"--use-file", cfgFile, "--pid", filepath.Join(run, "keepalived.pid"),
-		"--vrrp_pid", filepath.Join(run, "vrrp.pid"), "--checkers_pid", filepath.Join(run, "checkers.pid"))
+		"--vrrp_pid", children[0], "--checkers_pid", children[1])
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start keepalived %s: %w", name, err)
 	}
-	a := &agent{cmd: cmd, done: make(chan struct{}), log: logf, group: true}
+	a := &agent{cmd: cmd, done: make(chan struct{}), log: logf, group: true, pidFiles: children}
 	go func() {
 		cmd.Wait()
 		logf.Close()

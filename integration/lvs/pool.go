@@ -124,12 +124,22 @@ type agent struct {
 	// group: the agent leads a process group of its own (keepalived and its children), which
 	// Kill ends as a whole.
 	group bool
+	// pidFiles name the agent's children (keepalived's VRRP and checker processes), which Kill
+	// ends too, should one have left the group.
+	pidFiles []string
 }
 
-// kill sends SIGKILL to the agent (and its process group, if it leads one).
+// kill sends SIGKILL to the agent (and its process group and children, if it has them).
 func (a *agent) kill() {
 	if a.group {
 		syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	for _, f := range a.pidFiles {
+		if b, err := os.ReadFile(f); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
 	}
 	a.cmd.Process.Kill()
 }
