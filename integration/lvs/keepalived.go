@@ -80,8 +80,8 @@ func (p *Pool) StartKeepalived(name string, k Keepalived) error {
 	run := filepath.Join(p.cfg.Dir, name+"-run")
 	os.MkdirAll(run, 0o755)
 	children := []string{filepath.Join(run, "vrrp.pid"), filepath.Join(run, "checkers.pid")}
-	for _, f := range children {
-		os.Remove(f) // a killed instance's
+	for _, f := range append(children, filepath.Join(run, "keepalived.pid")) {
+		os.Remove(f) // a killed instance's: keepalived refuses to start beside a live PID in one
 	}
 	cmd := exec.Command("ip", "netns", "exec", string(p.nodes[name].NS), bin, "--dont-fork", "--log-console", "--log-detail",
 		"--use-file", cfgFile, "--pid", filepath.Join(run, "keepalived.pid"),
