@@ -94,8 +94,12 @@ func TestBenchTable(t *testing.T) {
 	if troop == "" {
 		t.Skip("TROOP_BIN (a troop binary) is not set")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx := context.Background()
+	if dl, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-30*time.Second))
+		defer cancel()
+	}
 
 	ns := lvs.Netns("troop-bench-table")
 	exec.Command("ip", "netns", "del", string(ns)).Run()
@@ -142,7 +146,9 @@ func TestBenchTable(t *testing.T) {
 	want := tableBenchServices * (1 + tableBenchReals)
 	res := tableBenchResult{Kind: "table", Services: tableBenchServices, Reals: tableBenchReals}
 
-	for round := range 2 {
+	// Each round flushes the kernel first. Under TCG a round takes minutes, so the agent runs
+	// between the first round's two halves and the second round only when the deadline allows.
+	troopRound := func() {
 		run("ipvsadm", "-C")
 		r, err := director.NewReconciler(k, director.NewOwnership(), director.ReconcilerOptions{}, nil)
 		if err != nil {
@@ -152,11 +158,11 @@ func TestBenchTable(t *testing.T) {
 		rep, err := r.Sync(ctx, tb)
 		took := time.Since(start)
 		if err != nil || rep.Services.Created != tableBenchServices || rep.Destinations.Created != tableBenchServices*tableBenchReals {
-			t.Fatalf("Troop's reconciler, round %d: created %d services, %d destinations: %v", round+1, rep.Services.Created, rep.Destinations.Created, err)
+			t.Fatalf("Troop's reconciler, round %d: created %d services, %d destinations: %v", len(res.TroopMS)+1, rep.Services.Created, rep.Destinations.Created, err)
 		}
 		res.TroopMS = append(res.TroopMS, msOf(took))
 		res.TroopCalls = rep.Calls
-		if round == 0 {
+		if len(res.TroopMS) == 1 {
 			start = time.Now()
 			rep, err := r.Sync(ctx, tb)
 			if err != nil || rep.Writes != 0 {
@@ -167,7 +173,8 @@ func TestBenchTable(t *testing.T) {
 		if n := kernelObjects(); n != want {
 			t.Fatalf("after Troop's reconciler the kernel holds %d objects, want %d", n, want)
 		}
-
+	}
+	ipvsadmRound := func() {
 		run("ipvsadm", "-C")
 		f, err := os.Open(rules)
 		if err != nil {
@@ -175,9 +182,9 @@ func TestBenchTable(t *testing.T) {
 		}
 		cmd := inNS("ipvsadm", "-R")
 		cmd.Stdin = f
-		start = time.Now()
+		start := time.Now()
 		out, err := cmd.CombinedOutput()
-		took = time.Since(start)
+		took := time.Since(start)
 		f.Close()
 		if err != nil {
 			t.Fatalf("ipvsadm -R: %v: %s", err, tail(string(out), 10))
@@ -186,68 +193,81 @@ func TestBenchTable(t *testing.T) {
 		if n := kernelObjects(); n != want {
 			t.Fatalf("after ipvsadm -R the kernel holds %d objects, want %d", n, want)
 		}
-		t.Logf("round %d: Troop %.0f ms (%d IPVS calls), ipvsadm -R %.0f ms", round+1, res.TroopMS[round], res.TroopCalls, res.IpvsadmMS[round])
+	}
+	agentRun := func() {
+		// The agent: a single in-memory director (-dev) on the namespace's kernel IPVS.
+		agent := inNS(troop, "agent", "-dev", "-api-address", "127.0.0.1:8500", "-log-level", "warn")
+		agentLog, err := os.Create(filepath.Join(t.TempDir(), "agent.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		agent.Stdout, agent.Stderr = agentLog, agentLog
+		if err := agent.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			agent.Process.Signal(syscall.SIGTERM)
+			agent.Wait()
+			if t.Failed() {
+				b, _ := os.ReadFile(agentLog.Name())
+				t.Logf("agent log:\n%s", tail(string(b), 40))
+			}
+		}()
+		client := api.NewClient("127.0.0.1:8500", &http.Client{Transport: &http.Transport{DialContext: ns.DialContext}, Timeout: 2 * time.Minute})
+		start := time.Now()
+		waitFor(t, time.Minute, "the agent applies the table", func() error {
+			_, err := client.ApplyTable(ctx, fsm.Table{Services: services})
+			return err
+		})
+		waitFor(t, 5*time.Minute, "the agent programs the whole table", func() error {
+			if n := kernelObjects(); n != want {
+				return fmt.Errorf("%d of %d objects", n, want)
+			}
+			return nil
+		})
+		res.AgentApplyMS = msOf(time.Since(start))
+		t.Logf("agent: table applied and programmed in %.0f ms", res.AgentApplyMS)
+
+		for i := range tableBenchChanges {
+			s := services[(i*7919)%tableBenchServices]
+			real := s.Reals[i%tableBenchReals]
+			w := 2 + i%50
+			key := director.ServiceKey{Family: fsm.IPv4, Protocol: fsm.TCP, Address: s.VIP, Port: s.Port}
+			start := time.Now()
+			if _, err := client.SetWeight(ctx, s.Name, netip.AddrPortFrom(real.Address, s.Port).String(), w); err != nil {
+				t.Fatalf("set weight: %v", err)
+			}
+			for {
+				ds, err := k.Destinations(key)
+				if err != nil {
+					t.Fatalf("read %s: %v", key, err)
+				}
+				if i := slices.IndexFunc(ds, func(d director.Destination) bool { return d.Address == real.Address }); i >= 0 && ds[i].Weight == w {
+					break
+				}
+				if time.Since(start) > 10*time.Second {
+					t.Fatalf("%s %s: weight %d not in the kernel after 10 s", key, real.Address, w)
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+			res.ChangeMS = append(res.ChangeMS, msOf(time.Since(start)))
+		}
+		res.RSSKB, res.HWMKB = procStatusKB(agent.Process.Pid, "VmRSS"), procStatusKB(agent.Process.Pid, "VmHWM")
+	}
+
+	roundStart := time.Now()
+	troopRound()
+	run("ipvsadm", "-C")
+	agentRun()
+	ipvsadmRound()
+	if dl, ok := t.Deadline(); !ok || time.Until(dl) > 2*time.Since(roundStart)+time.Minute {
+		troopRound()
+		ipvsadmRound()
+	} else {
+		t.Logf("second round skipped: the first took %s and the test's deadline is %s away", time.Since(roundStart).Round(time.Second), time.Until(dl).Round(time.Second))
 	}
 	run("ipvsadm", "-C")
-
-	// The agent: a single in-memory director (-dev) on the namespace's kernel IPVS.
-	agent := inNS(troop, "agent", "-dev", "-api-address", "127.0.0.1:8500", "-log-level", "warn")
-	agentLog, err := os.Create(filepath.Join(t.TempDir(), "agent.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent.Stdout, agent.Stderr = agentLog, agentLog
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		agent.Process.Signal(syscall.SIGTERM)
-		agent.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(agentLog.Name())
-			t.Logf("agent log:\n%s", tail(string(b), 40))
-		}
-	}()
-	client := api.NewClient("127.0.0.1:8500", &http.Client{Transport: &http.Transport{DialContext: ns.DialContext}, Timeout: 2 * time.Minute})
-	start := time.Now()
-	waitFor(t, time.Minute, "the agent applies the table", func() error {
-		_, err := client.ApplyTable(ctx, fsm.Table{Services: services})
-		return err
-	})
-	waitFor(t, 5*time.Minute, "the agent programs the whole table", func() error {
-		if n := kernelObjects(); n != want {
-			return fmt.Errorf("%d of %d objects", n, want)
-		}
-		return nil
-	})
-	res.AgentApplyMS = msOf(time.Since(start))
-	t.Logf("agent: table applied and programmed in %.0f ms", res.AgentApplyMS)
-
-	for i := range tableBenchChanges {
-		s := services[(i*7919)%tableBenchServices]
-		real := s.Reals[i%tableBenchReals]
-		w := 2 + i%50
-		key := director.ServiceKey{Family: fsm.IPv4, Protocol: fsm.TCP, Address: s.VIP, Port: s.Port}
-		start := time.Now()
-		if _, err := client.SetWeight(ctx, s.Name, netip.AddrPortFrom(real.Address, s.Port).String(), w); err != nil {
-			t.Fatalf("set weight: %v", err)
-		}
-		for {
-			ds, err := k.Destinations(key)
-			if err != nil {
-				t.Fatalf("read %s: %v", key, err)
-			}
-			if i := slices.IndexFunc(ds, func(d director.Destination) bool { return d.Address == real.Address }); i >= 0 && ds[i].Weight == w {
-				break
-			}
-			if time.Since(start) > 10*time.Second {
-				t.Fatalf("%s %s: weight %d not in the kernel after 10 s", key, real.Address, w)
-			}
-			time.Sleep(200 * time.Microsecond)
-		}
-		res.ChangeMS = append(res.ChangeMS, msOf(time.Since(start)))
-	}
-	res.RSSKB, res.HWMKB = procStatusKB(agent.Process.Pid, "VmRSS"), procStatusKB(agent.Process.Pid, "VmHWM")
+	t.Logf("Troop %v ms (%d IPVS calls), ipvsadm -R %v ms", res.TroopMS, res.TroopCalls, res.IpvsadmMS)
 	if st, err := os.Stat(troop); err == nil {
 		res.BinaryBytes = st.Size()
 	}
