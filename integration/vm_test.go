@@ -78,7 +78,9 @@ exit $status
 		Files: map[string]string{"/bin/troop": troop, "/bin/troop-old": troopOld, "/bin/integration.test": guestTests, "/bin/director.test": directorTests},
 		Env: []string{"TROOP_BIN=/bin/troop", "TROOP_OLD_BIN=/bin/troop-old", "TROOP_REQUIRE_IPVS=1", "TROOP_VM_RUN=" + pattern,
 			"TROOP_VM_DIRECTOR_RUN=" + directorPattern, "TROOP_FAILOVER_RUNS=" + os.Getenv("TROOP_FAILOVER_RUNS"),
-			"TROOP_BENCH_TABLE=" + os.Getenv("TROOP_BENCH_TABLE")},
+			"TROOP_BENCH_TABLE=" + os.Getenv("TROOP_BENCH_TABLE"),
+			// The keepalived comparison runs only when the bench asks for it (it takes minutes).
+			"TROOP_BENCH_KEEPALIVED=" + os.Getenv("TROOP_BENCH_KEEPALIVED"), "TROOP_GUEST_TIMEOUT=" + guestTimeout.String()},
 	}
 	consoleLog := filepath.Join(dir, "console.log")
 	f, err := os.Create(consoleLog)
