@@ -87,7 +87,7 @@ func benchFailover(ctx context.Context, runs int, chart string) (string, error) 
 		fmt.Fprintf(&b, "| %s | %s | %s | %d | %.0f ms | %.0f ms | %.0f ms | %.0f ms | %d of %d | %d ms |\n",
 			r.System, r.Kind, r.Profile, len(o), o[0], nearestRank(o, 0.5), nearestRank(o, 0.9), o[len(o)-1], r.Failed, r.Requests, r.SlowestMS)
 	}
-	b.WriteString("\n![Failover outage per run, log scale: each dot a run, the box the middle half, the bar the median; Troop blue, keepalived orange](failover.png)\n\n")
+	b.WriteString("\n![Failover outage per run, log scale: each dot a run, the box the middle half, the bar the median, under 1 ms drawn at 1 ms; Troop blue, keepalived orange](failover.png)\n\n")
 	b.WriteString("Troop against keepalived, median outage (below 1× Troop is faster):\n\n| failover | Troop profile | keepalived profile | Troop median | keepalived median | Troop/keepalived |\n|---|---|---|---|---|---|\n")
 	for _, kind := range []string{"crash", "graceful"} {
 		for _, pair := range [][2]string{{"default", "default"}, {"fast", "tuned"}} {
