@@ -24,6 +24,10 @@ vm| troop-bench: {"bench":"failover","system":"troop","kind":"graceful","profile
 	if tr == nil || ka == nil || median(tr.OutageMS) != 600 || median(ka.OutageMS) != 3400 {
 		t.Errorf("troop %+v keepalived %+v", tr, ka)
 	}
+	failed := failedGuestTests([]byte("vm| --- FAIL: TestLVSGracefulStop (89.54s)\nvm|     --- FAIL: TestLVSGracefulStop/fast (48.02s)\n        --- FAIL: TestLVSGracefulStop/fast (48.02s)\n    --- FAIL: TestVM/TestLVSGracefulStop (0.00s)\n"))
+	if len(failed) != 1 || failed[0] != "TestLVSGracefulStop/fast" {
+		t.Errorf("failed guest tests: %v", failed)
+	}
 	path := filepath.Join(t.TempDir(), "failover.png")
 	if err := failoverChart(path, results); err != nil {
 		t.Fatal(err)
