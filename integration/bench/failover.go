@@ -168,6 +168,23 @@ func failedGuestTests(out []byte) []string {
 
 // parseFailoverOutput reads the `troop-bench:` lines and the guest's kernel from TestVM's output.
 func parseFailoverOutput(out []byte) (results []failoverResult, guestKernel string) {
+	guestKernel = scanGuestOutput(out, func(j []byte) {
+		var r failoverResult
+		if json.Unmarshal(j, &r) == nil && len(r.OutageMS) > 0 {
+			r.System = cmp.Or(r.System, "troop")
+			results = append(results, r)
+		}
+	})
+	// Troop's rows first, then keepalived's; each by kind, as the guest ran them.
+	slices.SortStableFunc(results, func(a, b failoverResult) int {
+		return cmp.Or(-cmp.Compare(a.System, b.System), cmp.Compare(a.Kind, b.Kind))
+	})
+	return results, guestKernel
+}
+
+// scanGuestOutput reads TestVM's output: it hands each `troop-bench:` JSON line the guest
+// printed to result and returns the guest's kernel version ("unknown" if it never said).
+func scanGuestOutput(out []byte, result func(json []byte)) (guestKernel string) {
 	guestKernel = "unknown"
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
@@ -177,18 +194,10 @@ func parseFailoverOutput(out []byte) (results []failoverResult, guestKernel stri
 			guestKernel = strings.TrimSpace(k)
 		}
 		if j, ok := strings.CutPrefix(line, "vm| troop-bench: "); ok {
-			var r failoverResult
-			if json.Unmarshal([]byte(j), &r) == nil && len(r.OutageMS) > 0 {
-				r.System = cmp.Or(r.System, "troop")
-				results = append(results, r)
-			}
+			result([]byte(j))
 		}
 	}
-	// Troop's rows first, then keepalived's; each by kind, as the guest ran them.
-	slices.SortStableFunc(results, func(a, b failoverResult) int {
-		return cmp.Or(-cmp.Compare(a.System, b.System), cmp.Compare(a.Kind, b.Kind))
-	})
-	return results, guestKernel
+	return guestKernel
 }
 
 // findResult is the result of system and kind whose profile begins with word.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -41,7 +40,7 @@ func benchTable(ctx context.Context) (string, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	r, guestKernel, ok := parseTableOutput(out.String())
+	r, guestKernel, ok := parseTableOutput(out.Bytes())
 	if err != nil || !ok {
 		logPath := filepath.Join(os.TempDir(), "troop-bench-table.log")
 		if werr := os.WriteFile(logPath, out.Bytes(), 0o644); werr != nil {
@@ -53,22 +52,13 @@ func benchTable(ctx context.Context) (string, error) {
 }
 
 // parseTableOutput finds TestBenchTable's result and the guest's kernel in TestVM's output.
-func parseTableOutput(out string) (r tableResult, guestKernel string, ok bool) {
-	guestKernel = "unknown"
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		if k, found := strings.CutPrefix(line, "vm| troop-vm: up "); found {
-			guestKernel = strings.TrimSpace(k)
+func parseTableOutput(out []byte) (r tableResult, guestKernel string, ok bool) {
+	guestKernel = scanGuestOutput(out, func(j []byte) {
+		var x tableResult
+		if json.Unmarshal(j, &x) == nil && x.Kind == "table" && len(x.TroopMS) > 0 && len(x.IpvsadmMS) > 0 && len(x.ChangeMS) > 0 {
+			r, ok = x, true
 		}
-		if j, found := strings.CutPrefix(line, "vm| troop-bench: "); found {
-			var x tableResult
-			if json.Unmarshal([]byte(j), &x) == nil && x.Kind == "table" && len(x.TroopMS) > 0 && len(x.IpvsadmMS) > 0 && len(x.ChangeMS) > 0 {
-				r, ok = x, true
-			}
-		}
-	}
+	})
 	return r, guestKernel, ok
 }
 
