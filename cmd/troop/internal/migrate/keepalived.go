@@ -35,6 +35,19 @@ func (n *kaNode) value(file string) (string, error) {
 	return n.args[0], nil
 }
 
+// seconds is the statement's single argument as a number of seconds, or an error naming its line.
+func (n *kaNode) seconds(file string) (time.Duration, error) {
+	v, err := n.value(file)
+	if err != nil {
+		return 0, err
+	}
+	d, ok := seconds(v)
+	if !ok {
+		return 0, errorf(file, n.line, "%s %s: want seconds", n.key, v)
+	}
+	return d, nil
+}
+
 // kaToken is a word, "{" or "}", with its line; eol marks the end of a line.
 type kaToken struct {
 	text string
@@ -374,13 +387,9 @@ func kaVirtualServer(file string, n *kaNode, groups map[string][]kaMember, fs *f
 		arg := func() (string, error) { return c.value(file) }
 		switch c.key {
 		case "delay_loop":
-			v, err := arg()
+			d, err := c.seconds(file)
 			if err != nil {
 				return nil, err
-			}
-			d, ok := seconds(v)
-			if !ok {
-				return nil, errorf(file, c.line, "delay_loop %s: want seconds", v)
 			}
 			interval = d
 		case "lb_algo", "lvs_sched":
@@ -696,13 +705,9 @@ func kaChecker(file string, n *kaNode, fs *findings) (*fsm.HealthCheck, error) {
 				}
 			}
 		case "connect_timeout":
-			v, err := one()
+			d, err := x.seconds(file)
 			if err != nil {
 				return nil, err
-			}
-			d, ok := seconds(v)
-			if !ok {
-				return nil, errorf(file, x.line, "connect_timeout %s: want seconds", v)
 			}
 			c.Timeout = fsm.Duration(d)
 		case "connect_port":
