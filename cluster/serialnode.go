@@ -53,11 +53,7 @@ func (n *Node) SerialStatus() []SerialStatus {
 	if r != nil {
 		_, id := r.LeaderWithID()
 		leaderID, leading = string(id), r.State() == raft.Leader
-		if f := r.GetConfiguration(); f.Error() == nil {
-			for _, s := range f.Configuration().Servers {
-				members[string(s.ID)] = true
-			}
-		}
+		members = raftServers(r)
 	}
 	out := make([]SerialStatus, 0, len(n.links))
 	for _, l := range n.links {
