@@ -79,12 +79,7 @@ func syncEntries(conns []Conn, fwd map[connRoute]fsm.Forwarding) []syncEntry {
 		if c.Protocol == fsm.SCTP && !template {
 			continue // SCTP's states are not mapped (yet); the kernel's daemon still syncs them
 		}
-		route := connRoute{c.Protocol, c.Virtual, c.Dest}
-		if template && c.Virtual.Port() == 0 {
-			// A persistence template of a port-less (all ports) service.
-			route.virtual = netip.AddrPortFrom(c.Virtual.Addr(), 0)
-		}
-		method, ok := fwd[route]
+		method, ok := fwd[connRoute{c.Protocol, c.Virtual, c.Dest}]
 		if !ok {
 			continue
 		}
