@@ -109,25 +109,8 @@ func (p *lvsPool) waitMaster(timeout time.Duration) string {
 func (p *lvsPool) loseMaster(crash bool, prof lvs.Keepalived) failover {
 	p.t.Helper()
 	old := p.waitMaster(20 * time.Second)
-	oldMAC := p.mac(old)
-	watch, err := p.WatchAddr(p.ctx, lvs.VIP, 10*time.Millisecond)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer watch.Stop()
-	load := p.StartLoad(p.ctx, webURL, 20*time.Millisecond, 3*time.Second)
-	defer load.Stop()
-	time.Sleep(500 * time.Millisecond)
-	p.waitFor(3*time.Second, "the master "+old+" answers the client's pings", func() bool {
-		return slices.ContainsFunc(watch.Replies(), func(r lvs.Reply) bool { return r.MAC == oldMAC })
-	})
-	if crash {
-		if err := p.Crash(p.ctx, old); err != nil {
-			p.t.Fatal(err)
-		}
-	} else if err := p.Stop(old, 15*time.Second); err != nil {
-		p.t.Fatal(err)
-	}
+	o := p.takeDownObserved("master", old, crash)
+	defer o.stop()
 	var next string
 	p.waitFor(15*time.Second, "another director holds the VIP", func() bool {
 		h := p.liveHolders()
@@ -137,22 +120,7 @@ func (p *lvsPool) loseMaster(crash bool, prof lvs.Keepalived) failover {
 		}
 		return false
 	})
-	newMAC := p.mac(next)
-	p.waitFor(5*time.Second, "the new master's MAC answers the client's pings", func() bool {
-		return slices.ContainsFunc(watch.Replies(), func(r lvs.Reply) bool { return r.MAC == newMAC })
-	})
-	time.Sleep(time.Second) // traffic after the switch
-	replies := watch.Stop()
-	samples := load.Stop()
-	var f failover
-	if f.outage, err = lvs.Outage(replies, oldMAC, newMAC); err != nil {
-		p.t.Fatal(err)
-	}
-	f.requests = len(samples)
-	f.failed = failures(samples, time.Time{})
-	for _, s := range samples {
-		f.slowest = max(f.slowest, s.Took)
-	}
+	_, f := o.finish(p, o.waitAnswer(p, "master", next))
 	if crash {
 		if err := p.Reboot(p.ctx, old); err != nil {
 			p.t.Fatal(err)

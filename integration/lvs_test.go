@@ -300,36 +300,10 @@ func (p *lvsPool) loseLeader(crash bool) failover {
 	// Ask again: a slow guest may have changed leaders since the last failover settled.
 	p.leader = p.waitLeader()
 	old := p.leader
-	oldMAC := p.mac(old)
-	watch, err := p.WatchAddr(p.ctx, lvs.VIP, 10*time.Millisecond)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer watch.Stop()
-	// 3 s per request: a SYN lost in the switch is retransmitted after 1 s and must then succeed.
-	load := p.StartLoad(p.ctx, webURL, 20*time.Millisecond, 3*time.Second)
-	defer load.Stop()
-	time.Sleep(500 * time.Millisecond)
-	p.waitFor(3*time.Second, "the leader "+old+" answers the client's pings", func() bool {
-		return slices.ContainsFunc(watch.Replies(), func(r lvs.Reply) bool { return r.MAC == oldMAC })
-	})
-	if crash {
-		if err := p.Crash(p.ctx, old); err != nil {
-			p.t.Fatal(err)
-		}
-	} else if err := p.Stop(old, 15*time.Second); err != nil {
-		p.t.Fatal(err)
-	}
+	o := p.takeDownObserved("leader", old, crash)
+	defer o.stop()
 	p.leader = p.waitLeader()
-	newMAC := p.mac(p.leader)
-	p.waitFor(5*time.Second, "the new leader's MAC answers the client's pings", func() bool {
-		for _, r := range watch.Replies() {
-			if r.MAC == newMAC {
-				return true
-			}
-		}
-		return false
-	})
+	newMAC := o.waitAnswer(p, "leader", p.leader)
 	// A crashed host keeps its addresses, out of reach behind its cut link: only the live
 	// directors count.
 	reelected := false
@@ -344,14 +318,9 @@ func (p *lvsPool) loseLeader(crash bool) failover {
 		p.leader = l
 		reelected = true
 	}
-	time.Sleep(time.Second) // traffic after the switch
-	replies := watch.Stop()
-	samples := load.Stop()
-
-	f := failover{reelected: reelected}
-	if f.outage, err = lvs.Outage(replies, oldMAC, newMAC); err != nil {
-		p.t.Fatal(err)
-	}
+	replies, f := o.finish(p, newMAC)
+	f.reelected = reelected
+	oldMAC := o.oldMAC
 	if twoHolders := answeredAfter(replies, newMAC, oldMAC); twoHolders {
 		p.t.Errorf("the old leader %s (%s) answered for the VIP after the new leader %s (%s) did", old, oldMAC, p.leader, newMAC)
 	}
@@ -367,13 +336,82 @@ func (p *lvsPool) loseLeader(crash bool) failover {
 			p.t.Errorf("client's neighbour entry for the VIP: %q, want the new leader's %s (the announcement did not reach it)", n, newMAC)
 		}
 	}
+	p.rejoin(old, crash)
+	return f
+}
+
+// observedFailover is a failover as the client sees it: pings recording which MAC answers the
+// VIP, and a load of new connections through it.
+type observedFailover struct {
+	watch  *lvs.Watch
+	load   *lvs.Load
+	oldMAC string
+}
+
+// takeDownObserved starts the client's pings and load while old (the pool's leader or master,
+// as role says) serves, waits until old's MAC answers, then takes old down: a crash (link cut
+// and SIGKILL, as a host that died) or a stop (SIGTERM).
+func (p *lvsPool) takeDownObserved(role, old string, crash bool) *observedFailover {
+	p.t.Helper()
+	o := &observedFailover{oldMAC: p.mac(old)}
+	var err error
+	if o.watch, err = p.WatchAddr(p.ctx, lvs.VIP, 10*time.Millisecond); err != nil {
+		p.t.Fatal(err)
+	}
+	// 3 s per request: a SYN lost in the switch is retransmitted after 1 s and must then succeed.
+	o.load = p.StartLoad(p.ctx, webURL, 20*time.Millisecond, 3*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	o.waitAnswerOf(p, "the "+role+" "+old, o.oldMAC, 3*time.Second)
+	if crash {
+		if err := p.Crash(p.ctx, old); err != nil {
+			p.t.Fatal(err)
+		}
+	} else if err := p.Stop(old, 15*time.Second); err != nil {
+		p.t.Fatal(err)
+	}
+	return o
+}
+
+// waitAnswer waits until the new role holder's MAC answers the client's pings and returns it.
+func (o *observedFailover) waitAnswer(p *lvsPool, role, holder string) string {
+	p.t.Helper()
+	mac := p.mac(holder)
+	o.waitAnswerOf(p, "the new "+role+" "+holder, mac, 5*time.Second)
+	return mac
+}
+
+func (o *observedFailover) waitAnswerOf(p *lvsPool, who, mac string, within time.Duration) {
+	p.t.Helper()
+	p.waitFor(within, who+"'s MAC answers the client's pings", func() bool {
+		return slices.ContainsFunc(o.watch.Replies(), func(r lvs.Reply) bool { return r.MAC == mac })
+	})
+}
+
+// finish lets traffic run for a second after the switch, stops the pings and the load, and
+// returns the replies and what the client saw: the outage from the last answer of the old MAC to
+// the first of newMAC, the requests, the failed ones and the slowest.
+func (o *observedFailover) finish(p *lvsPool, newMAC string) ([]lvs.Reply, failover) {
+	p.t.Helper()
+	time.Sleep(time.Second) // traffic after the switch
+	replies := o.watch.Stop()
+	samples := o.load.Stop()
+	var f failover
+	var err error
+	if f.outage, err = lvs.Outage(replies, o.oldMAC, newMAC); err != nil {
+		p.t.Fatal(err)
+	}
 	f.requests = len(samples)
 	f.failed = failures(samples, time.Time{})
 	for _, s := range samples {
 		f.slowest = max(f.slowest, s.Took)
 	}
-	p.rejoin(old, crash)
-	return f
+	return replies, f
+}
+
+// stop ends the pings and the load if finish has not (a test that failed half way).
+func (o *observedFailover) stop() {
+	o.watch.Stop()
+	o.load.Stop()
 }
 
 // rejoin brings a former leader back (after a crash: as a rebooted host with an empty kernel)
