@@ -56,9 +56,15 @@ func TestLeaderFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 		unknown int
 		stop    = make(chan struct{})
 		wg      sync.WaitGroup
-		errs    = make(chan error, 2)
+		failed  []error
 		count   [2]int
 	)
+	stopWriters := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+	})
+	// Registered after the cluster's, so it runs first: no writer outlives a failed test.
+	t.Cleanup(stopWriters)
 	for w, tn := range writers {
 		wg.Go(func() {
 			for i := 1; ; i++ {
@@ -82,8 +88,9 @@ func TestLeaderFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 					unknown++
 					mu.Unlock()
 				default:
-					errs <- fmt.Errorf("writer through %s, write %d: %v (result %+v)", tn.ID(), n, err, res)
-					t.Errorf("writer through %s, write %d: %v (result %+v)", tn.ID(), n, err, res)
+					mu.Lock()
+					failed = append(failed, fmt.Errorf("writer through %s, write %d: %v (result %+v)", tn.ID(), n, err, res))
+					mu.Unlock()
 					return
 				}
 			}
@@ -101,7 +108,9 @@ func TestLeaderFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 			return per[0] >= min && per[1] >= min
 		}); err != nil {
 			n, per := acks()
-			t.Fatalf("writers stalled at %d acks (%v): %s", n, per, c.describe())
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("writers stalled at %d acks (%v), writer errors %v: %s", n, per, failed, c.describe())
 		}
 	}
 
@@ -117,10 +126,8 @@ func TestLeaderFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	// Writes continue through both survivors.
 	waitAcks(before[0] + 20)
 	waitAcks(before[1] + 20)
-	close(stop)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	stopWriters()
+	for _, err := range failed {
 		t.Error(err)
 	}
 
@@ -685,4 +692,69 @@ func newSlowFollowerCluster(t *testing.T) (c *testCluster, leader, slowNode *tes
 		t.Fatal("slow node became leader")
 	}
 	return c, leader, c.nodes["n3"]
+}
+
+// heldFSM applies nothing until released is closed.
+type heldFSM struct {
+	raft.FSM
+	released <-chan struct{}
+}
+
+func (h heldFSM) Apply(l *raft.Log) any {
+	<-h.released
+	return h.FSM.Apply(l)
+}
+
+// Raft drops a committed entry still queued for its FSM when it shuts down; a leader stopped with
+// proposals in flight must still answer each of them and return from Run.
+func TestStoppingLeaderAnswersEveryProposalInFlight(t *testing.T) {
+	checkGoroutines(t)
+	released := make(chan struct{})
+	release := sync.OnceFunc(func() { close(released) })
+	t.Cleanup(release)
+	held := func(f raft.FSM) raft.FSM { return heldFSM{FSM: f, released: released} }
+	c := newTestCluster(t, 3, clusterOpts{wrapFSM: map[string]func(raft.FSM) raft.FSM{"n1": held, "n2": held, "n3": held}})
+	leader := c.leader(5 * time.Second)
+	base := leader.Status().LastIndex
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	propose := func(from, to int) {
+		for i := from; i <= to; i++ {
+			wg.Go(func() {
+				_, err := leader.Apply(ctxTimeout(t, 20*time.Second), upsert(i))
+				errs <- err
+			})
+		}
+		if err := poll(ctxTimeout(t, 5*time.Second), time.Millisecond, func() bool {
+			return leader.Status().CommitIndex >= base+uint64(to)
+		}); err != nil {
+			t.Fatalf("entries up to %d not committed: %s", to, c.describe())
+		}
+	}
+	// The first entry holds the FSM goroutine; the others commit in a later batch and queue behind it.
+	propose(1, 1)
+	propose(2, 8)
+
+	time.AfterFunc(100*time.Millisecond, release)
+	start := time.Now()
+	c.stop(leader.ID())
+	t.Logf("leader stopped in %s", time.Since(start).Round(time.Millisecond))
+	answered := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(answered)
+	}()
+	select {
+	case <-answered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a proposal to the stopped leader was never answered")
+	}
+	close(errs)
+	for err := range errs {
+		// Applied, or cut short by the stop: any answer but a hang.
+		if err != nil && !errors.Is(err, ErrUnknownOutcome) {
+			t.Errorf("apply through the stopping leader: %v", err)
+		}
+	}
 }

@@ -57,6 +57,8 @@ type Node struct {
 	gossip atomic.Pointer[gossip]
 	// protocols caches other servers' answers on the protocol they speak (checkProtocol).
 	protocols protocolCache
+	// proposals holds Raft's shutdown until every entry this node proposed has been answered.
+	proposals proposalGate
 }
 
 type lifecycle int
@@ -259,7 +261,8 @@ func (n *Node) Run(ctx context.Context) (err error) {
 
 	<-ctx.Done()
 	cancel()
-	// Shutting Raft down first fails every future an RPC handler may be waiting on.
+	n.proposals.closeAndWait()
+	// Shutting Raft down first fails every other future an RPC handler may be waiting on.
 	serr := r.Shutdown().Error()
 	wg.Wait()
 	r.DeregisterObserver(obs)
@@ -422,6 +425,10 @@ func (n *Node) applyLeader(ctx context.Context, r *raft.Raft, raw []byte) (fsm.R
 	if err != nil {
 		return fsm.Result{}, err
 	}
+	if err := n.proposals.enter(); err != nil {
+		return fsm.Result{}, err
+	}
+	defer n.proposals.leave()
 	f := r.Apply(data, enqueueTimeout(ctx))
 	if err := f.Error(); err != nil {
 		switch {
@@ -490,7 +497,7 @@ func (n *Node) readIndexLeader(ctx context.Context, r *raft.Raft) (uint64, error
 		// A new leader's commit index can lag what its predecessor committed until an entry of
 		// its own term commits; a barrier commits one (Raft §6.4, and Consul does the same on
 		// gaining leadership).
-		if err := r.Barrier(enqueueTimeout(ctx)).Error(); err != nil {
+		if err := n.barrier(ctx, r); err != nil {
 			return 0, err
 		}
 		n.barrierTerm.Store(term)
@@ -500,6 +507,14 @@ func (n *Node) readIndexLeader(ctx context.Context, r *raft.Raft) (uint64, error
 		return 0, err
 	}
 	return idx, nil
+}
+
+func (n *Node) barrier(ctx context.Context, r *raft.Raft) error {
+	if err := n.proposals.enter(); err != nil {
+		return err
+	}
+	defer n.proposals.leave()
+	return r.Barrier(enqueueTimeout(ctx)).Error()
 }
 
 // waitApplied waits until the FSM has applied every command entry up to idx.
@@ -615,13 +630,14 @@ func retryable(err error, idempotent bool) bool {
 		return false
 	case leaderless(err), errors.Is(err, raft.ErrEnqueueTimeout):
 		return true
+	case errors.Is(err, ErrUnknownOutcome), errors.Is(err, raft.ErrLeadershipLost):
+		return idempotent
+	case errors.Is(err, raft.ErrRaftShutdown):
+		// A stopping leader refuses a proposal before appending it (errStopping; once appended, the
+		// outcome is unknown, above), so another leader may take it. This node stopping is final.
+		return remote
 	case !idempotent:
 		return false
-	case errors.Is(err, ErrUnknownOutcome), errors.Is(err, raft.ErrLeadershipLost):
-		return true
-	case errors.Is(err, raft.ErrRaftShutdown):
-		// The leader is shutting down; this node shutting down is final.
-		return remote
 	}
 	// A broken connection may be retried; another node's considered answer may not.
 	var fe *fsm.FieldError

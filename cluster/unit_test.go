@@ -178,7 +178,9 @@ func TestRetryPolicy(t *testing.T) {
 		{"transfer in progress", remote(raft.ErrLeadershipTransferInProgress), true, true},
 		{"unknown outcome", fmt.Errorf("%w: %w", ErrUnknownOutcome, raft.ErrLeadershipLost), false, true},
 		{"broken connection after send", fmt.Errorf("read: %w: %w", ErrUnknownOutcome, io.EOF), false, true},
-		{"remote shutdown", remote(raft.ErrRaftShutdown), false, true},
+		// A bare shutdown is a stopping leader's refusal before appending; after, it is unknown.
+		{"remote leader stopping", remote(errStopping), true, true},
+		{"remote shutdown after append", remote(fmt.Errorf("%w: %w", ErrUnknownOutcome, raft.ErrRaftShutdown)), false, true},
 		{"local shutdown", raft.ErrRaftShutdown, false, false},
 		{"bad input", remote(&fsm.FieldError{Field: "f", Reason: "r", Kind: fsm.ErrInvalid}), false, false},
 		{"unknown peer", remote(ErrUnknownPeer), false, false},
