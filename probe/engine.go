@@ -264,9 +264,6 @@ func (e *Engine) schedule(ctx context.Context, w *fsm.Watcher) {
 		case jobs <- head:
 			e.ready.pop()
 			e.inflight++
-			e.mu.Lock()
-			head.st.running = true
-			e.mu.Unlock()
 		case t := <-e.results:
 			e.inflight--
 			e.complete(t)
@@ -298,6 +295,11 @@ func (e *Engine) work(ctx context.Context) {
 
 // run runs one check of t with its timeout and records the outcome in t.
 func (e *Engine) run(ctx context.Context, t *target) {
+	// Marked here, not by the scheduler after the hand-over, so that whoever the check itself
+	// wakes (a test's checker, say) finds it running.
+	e.mu.Lock()
+	t.st.running = true
+	e.mu.Unlock()
 	cctx, cancel := e.clock.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	t.runMu.Lock()

@@ -132,7 +132,8 @@ func (r *rig) engineWait(cond func(schedState) bool) schedState {
 	defer cancel()
 	s, err := waitFor(ctx, r.e.waitReq, cond)
 	if err != nil {
-		r.t.Fatalf("engine did not reach the expected state: %v", err)
+		now, _ := waitFor(context.Background(), r.e.waitReq, always[schedState])
+		r.t.Fatalf("engine did not reach the expected state: %v; it is at %+v", err, now)
 	}
 	return s
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -192,10 +193,11 @@ func TestTimeoutEnforced(t *testing.T) {
 	var ctxErr atomic.Value
 	started := make(chan struct{}, 1)
 	r.sc.setBlock(func(ctx context.Context, _ Target) *Result {
-		started <- struct{}{}
+		// Before started: the test moves the clock once it hears of the check.
 		if d, ok := ctx.Deadline(); !ok || !d.Equal(r.clk.Now().Add(timeout)) {
 			t.Errorf("check deadline %s (set %v), want now + %s", d, ok, timeout)
 		}
+		started <- struct{}{}
 		<-ctx.Done()
 		ctxErr.Store(ctx.Err())
 		return &Result{Healthy: true, Reason: "answered late"}
@@ -262,16 +264,18 @@ func TestConcurrencyBound(t *testing.T) {
 	r := newRig(t, limit)
 	r.apply(fsm.UpsertService(service("v6", check(time.Second, 2, 2, fsm.HealthUp), manyReals(n)...)))
 	release := make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce)
 	started := make(chan struct{}, n)
-	r.sc.setBlock(func(ctx context.Context, _ Target) *Result {
+	// The checker ignores its context: the fake clock steps through every timer on its way to the
+	// target time, so a check started at an early slot times out before the clock gets there, and
+	// only a checker that keeps the worker busy holds the count of running checks.
+	r.sc.setBlock(func(context.Context, Target) *Result {
 		select {
 		case started <- struct{}{}:
 		default:
 		}
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
+		<-release
 		return nil
 	})
 	r.start()
@@ -286,7 +290,7 @@ func TestConcurrencyBound(t *testing.T) {
 	if st := r.e.Stats(); st.Running != limit || st.Concurrency != limit {
 		t.Fatalf("stats %+v", st)
 	}
-	close(release)
+	releaseOnce()
 	r.settle()
 	if got := r.sc.total(); got != n {
 		t.Fatalf("%d checks, want %d", got, n)
