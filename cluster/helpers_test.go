@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -189,7 +190,9 @@ func (c *testCluster) stop(id string) {
 			c.t.Errorf("node %s: Run: %v", id, err)
 		}
 	case <-time.After(10 * time.Second):
-		c.t.Fatalf("node %s: Run did not return within 10s of cancel", id)
+		var stacks strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+		c.t.Fatalf("node %s: Run did not return within 10s of cancel; goroutines:\n%s", id, stacks.String())
 	}
 }
 
