@@ -212,6 +212,10 @@ func startGossip(cfg GossipConfig, self string, meta memberMeta, logger *slog.Lo
 	mc.SecretKey = cfg.Key
 	mc.ProbeInterval, mc.ProbeTimeout = cfg.ProbeInterval, cfg.ProbeTimeout
 	mc.GossipInterval, mc.SuspicionMult = cfg.GossipInterval, cfg.SuspicionMult
+	// News spreads over UDP a few times and can miss a member; the periodic full exchange (TCP) is
+	// what repairs that. memberlist's LAN default (30 s) suits thousands of members; a director
+	// pool is a handful, so an exchange every ten probe intervals costs nothing.
+	mc.PushPullInterval = 10 * cfg.ProbeInterval
 	mc.Delegate = (*gossipDelegate)(g)
 	mc.Events = (*gossipEvents)(g)
 	mc.Logger = log.New(&memberlistLog{log: logger}, "", 0)
