@@ -263,9 +263,9 @@ func (d *Director) ipvsLoop(ctx context.Context) {
 	defer tick.Stop()
 	full := true // the first pass compares everything: the agent may have restarted
 	for {
-		if full {
-			d.fullSync(ctx)
-			full = false
+		// Changes go first: a full pass yields to them between services and resumes afterwards.
+		if full && len(w.C) == 0 {
+			full = !d.fullSync(ctx, func() bool { return len(w.C) > 0 })
 		}
 		select {
 		case <-ctx.Done():
@@ -287,10 +287,14 @@ func (d *Director) ipvsLoop(ctx context.Context) {
 	}
 }
 
-func (d *Director) fullSync(ctx context.Context) {
+// fullSync runs (or resumes) a full pass, which stops early when changesWaiting says changes
+// wait. It reports whether the pass is over: it reached the end, or failed (the next tick
+// retries it).
+func (d *Director) fullSync(ctx context.Context, changesWaiting func() bool) (over bool) {
 	st := d.deps.FSM.View()
-	rep, err := d.rec.Sync(ctx, st)
-	d.recordSync(st.Index(), rep, err, true)
+	rep, complete, err := d.rec.SyncYielding(ctx, st, changesWaiting)
+	d.recordSync(st.Index(), rep, err, complete)
+	return complete || err != nil
 }
 
 func (d *Director) recordSync(index uint64, rep Report, err error, full bool) {

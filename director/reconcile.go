@@ -163,6 +163,9 @@ type Reconciler struct {
 	byKey  map[ServiceKey]string
 	// synced is true after the first full Sync that listed the kernel table.
 	synced bool
+	// resumeAfter is the name of the last service a yielding pass compared before it stopped for
+	// waiting changes; the next SyncYielding carries on after it. Empty: start from the top.
+	resumeAfter string
 	// scratch is syncDests' buffer, reused from service to service.
 	scratch []Destination
 }
@@ -294,16 +297,37 @@ func isMissingService(err error) bool {
 func (r *Reconciler) Sync(ctx context.Context, st *fsm.State) (Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.syncAll(ctx, st)
+	rep, _, err := r.syncAll(ctx, st, nil)
+	return rep, err
 }
 
-func (r *Reconciler) syncAll(ctx context.Context, st *fsm.State) (Report, error) {
+// yieldQuantum is how long a yielding pass works at least before it stops for waiting changes,
+// so that it makes headway however fast changes come.
+const yieldQuantum = 10 * time.Millisecond
+
+// SyncYielding is Sync for a table whose full comparison takes long enough (thousands of
+// services, each one kernel read) to hold up the changes behind it. Once it has worked for
+// yieldQuantum it stops between two services as soon as changesWaiting reports true, and
+// returns complete = false; the next call, with the state of that moment, carries on after the
+// last service compared. Changes in between are SyncServices' to apply. Only a complete pass
+// removes services nobody wants, and before the first complete Sync it runs as Sync does.
+func (r *Reconciler) SyncYielding(ctx context.Context, st *fsm.State, changesWaiting func() bool) (rep Report, complete bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.synced {
+		changesWaiting = nil
+	}
+	return r.syncAll(ctx, st, changesWaiting)
+}
+
+func (r *Reconciler) syncAll(ctx context.Context, st *fsm.State, changesWaiting func() bool) (rep Report, complete bool, err error) {
 	p := r.begin()
 	p.rep.Calls++
 	list, err := r.k.Services()
 	if err != nil {
 		p.fail("list", "", "", fmt.Errorf("list IPVS services: %w", err))
-		return p.finish("sync")
+		rep, err := p.finish("sync")
+		return rep, false, err
 	}
 	kernel := make(map[ServiceKey]*Service, len(list))
 	for i := range list {
@@ -340,19 +364,36 @@ func (r *Reconciler) syncAll(ctx context.Context, st *fsm.State) (Report, error)
 
 	byName := make(map[string]ServiceKey, len(want))
 	byKey := make(map[ServiceKey]string, len(want))
+	resumeAfter := r.resumeAfter
+	if changesWaiting == nil {
+		resumeAfter = ""
+	}
+	start := r.opts.Clock()
+	last := "" // the last service this part of the pass compared
 	for i := range want {
 		if skip[i] || (!claimed && !wasOwned[i]) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			p.fail("sync", "", "", fmt.Errorf("IPVS sync interrupted: %w", err))
-			return p.finish("sync")
+			rep, err := p.finish("sync")
+			return rep, false, err
 		}
 		d := &want[i]
 		k := d.Service.ServiceKey
-		r.syncService(p, d, kernel[k], true, wasOwned[i])
 		byName[d.Name], byKey[k] = k, d.Name
+		if d.Name <= resumeAfter {
+			continue // compared by an earlier part of this pass
+		}
+		if changesWaiting != nil && last != "" && changesWaiting() && r.opts.Clock().Sub(start) >= yieldQuantum {
+			r.resumeAfter = last
+			rep, err := p.finish("sync")
+			return rep, false, err
+		}
+		r.syncService(p, d, kernel[k], true, wasOwned[i])
+		last = d.Name
 	}
+	r.resumeAfter = ""
 
 	// Owned services nobody wants any more go; other software's stay as they are.
 	for i := range list {
@@ -382,7 +423,8 @@ func (r *Reconciler) syncAll(ctx context.Context, st *fsm.State) (Report, error)
 	r.forget(p)
 	r.byName, r.byKey = byName, byKey
 	r.synced = true
-	return p.finish("sync")
+	rep, err = p.finish("sync")
+	return rep, true, err
 }
 
 // nameOf returns the FSM name last synced for k, or k itself for logs.
@@ -417,7 +459,8 @@ func (r *Reconciler) SyncServices(ctx context.Context, st *fsm.State, names []st
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.synced {
-		return r.syncAll(ctx, st)
+		rep, _, err := r.syncAll(ctx, st, nil)
+		return rep, err
 	}
 	p := r.begin()
 	type job struct {

@@ -632,3 +632,64 @@ func TestPassesMayRunConcurrently(t *testing.T) {
 	}
 	g.kernel("kernel", threeServices)
 }
+
+// A yielding pass stops between services for waiting changes (here after every service: the
+// fake clock moves a quantum each time it is asked), carries on where it stopped, and only the
+// part that reaches the end removes what nobody wants.
+func TestSyncYieldingResumesWhereItStopped(t *testing.T) {
+	g := newRig(t, web(), dns(), fwm())
+	ctx := context.Background()
+	asked := 0
+	waiting := func() bool {
+		asked++
+		g.clk.advance(time.Second)
+		return true
+	}
+	inKernel := func() string {
+		t.Helper()
+		list, err := g.k.Services()
+		must(t, err)
+		var keys []string
+		for _, s := range list {
+			keys = append(keys, s.ServiceKey.String())
+		}
+		slices.Sort(keys)
+		return strings.Join(keys, " ")
+	}
+	step := func(wantComplete bool, wantKernel string) {
+		t.Helper()
+		_, complete, err := g.r.SyncYielding(ctx, g.tb.state(), waiting)
+		must(t, err)
+		if complete != wantComplete {
+			t.Fatalf("complete = %v, want %v; kernel %s", complete, wantComplete, inKernel())
+		}
+		if got := inKernel(); got != wantKernel {
+			t.Fatalf("kernel holds %s, want %s", got, wantKernel)
+		}
+	}
+	all := strings.Join(slices.Sorted(slices.Values([]string{webKey.String(), dnsKey.String(), fwmKey.String()})), " ")
+
+	// Before the first complete pass it does not yield: it could not tell old keys from foreign.
+	step(true, all)
+	if asked != 0 {
+		t.Fatalf("the first pass asked about changes %d times", asked)
+	}
+
+	// dns and mark vanish behind Troop's back; web leaves the table.
+	must(t, g.k.RemoveService(dnsKey))
+	must(t, g.k.RemoveService(fwmKey))
+	g.tb.apply(fsm.DeleteService("web"))
+	withDNS := strings.Join(slices.Sorted(slices.Values([]string{webKey.String(), dnsKey.String()})), " ")
+	// Sorted by name: dns is repaired, then the pass stops before mark; web stays for now.
+	step(false, withDNS)
+	// It resumes at mark and reaches the end, which removes web.
+	step(true, strings.Join(slices.Sorted(slices.Values([]string{dnsKey.String(), fwmKey.String()})), " "))
+
+	// Without waiting changes, one call does it all.
+	must(t, g.k.RemoveService(dnsKey))
+	_, complete, err := g.r.SyncYielding(ctx, g.tb.state(), func() bool { return false })
+	must(t, err)
+	if !complete || !strings.Contains(inKernel(), dnsKey.String()) {
+		t.Fatalf("complete %v, kernel %s: want a whole pass that restored dns", complete, inKernel())
+	}
+}
