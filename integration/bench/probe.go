@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -91,6 +92,9 @@ type probeReport struct {
 	TimeWait    int            `json:"time_wait"`
 	Concurrency int            `json:"concurrency"`
 	ServerCPU   time.Duration  `json:"-"`
+	// Requests is the server process's count of requests received over the window: the checks
+	// seen from the real servers' side.
+	Requests uint64 `json:"-"`
 }
 
 // probeAddr is the address of real server i: 127.10.0.1, 127.10.0.2, ... (250 per /24).
@@ -98,9 +102,20 @@ func probeAddr(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, byte(10 + i/(250*256)), byte(i / 250 % 256), byte(i%250 + 1)})
 }
 
+// probePerService is the number of real servers per service in the probe benchmark's table.
+const probePerService = 100
+
+// probeServices is the number of services that hold reals real servers.
+func probeServices(reals int) int { return (reals + probePerService - 1) / probePerService }
+
+// probeVIP is the address of service s: 198.51.100.1, 198.51.100.2, ... (up to 254 services, 25,400
+// real servers).
+func probeVIP(s int) netip.Addr { return netip.AddrFrom4([4]byte{198, 51, 100, byte(1 + s)}) }
+
 func probeHung(c probeCase, i int) bool { return c.HungEvery > 0 && i%c.HungEvery == c.HungEvery-1 }
 
-func benchProbe() (string, error) {
+// benchProbe runs the probe benchmark; quick runs only the 1,000-server row and ldirectord's.
+func benchProbe(quick bool) (string, error) {
 	interval := time.Second
 	base := probeCase{Type: "http", Interval: interval, Warmup: 3 * interval, Duration: 10 * time.Second}
 	type row struct {
@@ -114,6 +129,7 @@ func benchProbe() (string, error) {
 		edit(&c)
 		rows = append(rows, row{name, c})
 	}
+	// The first row is the one ldirectord's follows: the same real servers and interval.
 	add("1,000 servers", func(c *probeCase) { c.Reals = 1000 })
 	add("10,000 servers", func(*probeCase) {})
 	add("10,000 servers", func(c *probeCase) { c.Concurrency = 64 })
@@ -121,6 +137,9 @@ func benchProbe() (string, error) {
 	add("10,000 servers, 10 % hung", func(c *probeCase) { c.HungEvery, c.Concurrency = 10, 256 })
 	add("10,000 servers", func(c *probeCase) { c.Type = "tcp" })
 	add("10,000 servers", func(c *probeCase) { c.Type = "none" })
+	if quick {
+		rows = rows[:1]
+	}
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Health checks (probe engine, HTTP on loopback)\n\n")
@@ -133,22 +152,25 @@ func benchProbe() (string, error) {
 		"measured for %s. Engine CPU is that process's getrusage user+sys over the window divided by the wall time, in cores (the "+
 		"kernel's share in brackets); the server process's is shown apart; both share the machine's %d CPUs. Check time is each "+
 		"target's last check, p50/p99. \"Hung\" servers accept and never answer, so their checks wait out the timeout; late checks are "+
-		"slots skipped because every worker was busy (the engine sheds them rather than let them pile up). For scale, the last rows "+
+		"slots skipped because every worker was busy (the engine sheds them rather than let them pile up). For scale, two rows "+
 		"run other checkers on the same table: `tcp` (connect and close: the cost of the connection alone) and `none` (no I/O: "+
-		"the engine's own cost).\n\n",
+		"the engine's own cost). Requests/s at the servers is the server process's own count of the requests it received. The "+
+		"second row is Debian's ldirectord checking the same 1,000 servers (see below the table).\n\n",
 		interval, time.Duration(min(fsm.DefaultCheckTimeout, interval/2)), base.Warmup, base.Duration, runtime.NumCPU())
-	b.WriteString("| run | checker | concurrency | checks/s (target) | failed | late | engine CPU, cores (kernel) | server CPU | RSS / peak | heap | goroutines | check p50 / p99 | TIME_WAIT |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| run | checker | concurrency | checks/s (target) | requests/s at the servers | failed | late | engine CPU, cores (kernel) | server CPU | RSS / peak | heap | goroutines | check p50 / p99 | TIME_WAIT |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var notes []string
-	for _, r := range rows {
+	var compared *probeReport
+	var ld *ldirectordReport
+	for i, r := range rows {
 		rep, err := runProbeCase(r.c)
 		if err != nil {
 			return "", fmt.Errorf("%s, %s: %w", r.name, r.c.Type, err)
 		}
 		secs := rep.Wall.Seconds()
-		fmt.Fprintf(&b, "| %s | %s | %d | %.0f (%d) | %d | %d | %.2f (%.2f) | %.2f | %s / %s | %s | %d | %s / %s | %d |\n",
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f (%d) | %.0f | %d | %d | %.2f (%.2f) | %.2f | %s / %s | %s | %d | %s / %s | %d |\n",
 			r.name, r.c.Type, rep.Concurrency, float64(rep.Checks)/secs, int(float64(r.c.Reals)/r.c.Interval.Seconds()),
-			rep.Failures, rep.Late, rep.CPU.Seconds()/secs, rep.SysCPU.Seconds()/secs, rep.ServerCPU.Seconds()/secs,
+			float64(rep.Requests)/secs, rep.Failures, rep.Late, rep.CPU.Seconds()/secs, rep.SysCPU.Seconds()/secs, rep.ServerCPU.Seconds()/secs,
 			mib(rep.RSS), mib(rep.PeakRSS), mib(rep.HeapInuse), rep.Goroutines, msf(rep.P50), msf(rep.P99), rep.TimeWait)
 		if len(rep.Reasons) > 0 {
 			reasons := slices.SortedFunc(maps.Keys(rep.Reasons), func(a, b string) int { return rep.Reasons[b] - rep.Reasons[a] })
@@ -158,10 +180,18 @@ func benchProbe() (string, error) {
 			}
 			notes = append(notes, fmt.Sprintf("- %s, %s, concurrency %d: failing at the end: %s.", r.name, r.c.Type, rep.Concurrency, strings.Join(parts, ", ")))
 		}
+		if i == 0 {
+			compared = rep
+			if ld, err = runLdirectord(r.c); err != nil {
+				return "", fmt.Errorf("%s, ldirectord: %w", r.name, err)
+			}
+			b.WriteString(ldirectordRow(r.name, r.c, ld))
+		}
 	}
 	if len(notes) > 0 {
 		b.WriteString("\n" + strings.Join(notes, "\n") + "\n")
 	}
+	b.WriteString(ldirectordNote(rows[0].c, compared, ld))
 	fmt.Fprintf(&b, "\nTIME_WAIT is the kernel's count (/proc/net/sockstat) at the end of the run. The checker's side closes first, so "+
 		"at 10,000 checks/s the prober's sockets fill the table up to net.ipv4.tcp_max_tw_buckets (%s here); past it the kernel "+
 		"skips TIME_WAIT for new closes (\"time wait bucket table overflow\"), which costs nothing here. Ephemeral ports never "+
@@ -184,49 +214,11 @@ func msf(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Micro
 
 // runProbeCase starts the server and the engine processes for c and returns the report.
 func runProbeCase(c probeCase) (*probeReport, error) {
-	exe, err := os.Executable()
+	exe, env, srv, err := startProbeServer(&c)
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	c.Port = port
-	spec, err := json.Marshal(c)
-	if err != nil {
-		return nil, err
-	}
-	env := append(os.Environ(), "TROOP_BENCH_PROBE_CASE="+string(spec))
-
-	srv := exec.Command(exe)
-	srv.Env = append(env, probeRoleEnv+"=server")
-	srv.Stderr = os.Stderr
-	srvIn, err := srv.StdinPipe() // the server exits when it reads EOF: when this process ends
-	if err != nil {
-		return nil, err
-	}
-	srvOut, err := srv.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := srv.Start(); err != nil {
-		return nil, err
-	}
-	defer func() {
-		srvIn.Close()
-		done := make(chan struct{})
-		go func() { srv.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			srv.Process.Kill()
-			<-done
-		}
-	}()
-	if line, err := bufio.NewReader(srvOut).ReadString('\n'); err != nil || line != "ready\n" {
-		return nil, fmt.Errorf("server process: %q, %v", line, err)
-	}
+	defer srv.close()
 
 	eng := exec.Command(exe)
 	eng.Env = append(env, probeRoleEnv+"=engine")
@@ -240,7 +232,7 @@ func runProbeCase(c probeCase) (*probeReport, error) {
 	}
 	defer eng.Process.Kill()
 	rd := bufio.NewReader(engOut)
-	var srvCPU0 time.Duration
+	var at0 serverSample
 	var rep probeReport
 	for {
 		line, err := rd.ReadString('\n')
@@ -249,7 +241,9 @@ func runProbeCase(c probeCase) (*probeReport, error) {
 			return nil, fmt.Errorf("engine process: %w", err)
 		}
 		if line == "start\n" {
-			srvCPU0, _ = procCPU(srv.Process.Pid)
+			if at0, err = srv.sample(); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		if err := json.Unmarshal([]byte(line), &rep); err != nil {
@@ -257,15 +251,97 @@ func runProbeCase(c probeCase) (*probeReport, error) {
 		}
 		break
 	}
-	srvCPU1, err := procCPU(srv.Process.Pid)
+	at1, err := srv.sample()
 	if err != nil {
 		return nil, err
 	}
-	rep.ServerCPU = srvCPU1 - srvCPU0
+	rep.ServerCPU, rep.Requests = at1.cpu-at0.cpu, at1.requests-at0.requests
 	if err := eng.Wait(); err != nil {
 		return nil, fmt.Errorf("engine process: %w", err)
 	}
 	return &rep, nil
+}
+
+// probeServer is the real servers' process of one run. It answers each line on its stdin with
+// the number of requests it has received so far, and exits when its stdin ends.
+type probeServer struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+// serverSample is the server process's CPU time and request count at one moment.
+type serverSample struct {
+	cpu      time.Duration
+	requests uint64
+}
+
+// startProbeServer picks a free port for c, starts the server process for it and waits until it
+// listens on every address. It returns the bench executable and the environment that hands c to
+// the other processes of the run.
+func startProbeServer(c *probeCase) (exe string, env []string, srv *probeServer, err error) {
+	if exe, err = os.Executable(); err != nil {
+		return "", nil, nil, err
+	}
+	if c.Port, err = freePort(); err != nil {
+		return "", nil, nil, err
+	}
+	spec, err := json.Marshal(c)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	env = append(os.Environ(), "TROOP_BENCH_PROBE_CASE="+string(spec))
+	cmd := exec.Command(exe)
+	cmd.Env = append(env, probeRoleEnv+"=server")
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe() // the server exits when it reads EOF: when this process ends
+	if err != nil {
+		return "", nil, nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, nil, fmt.Errorf("start the server process: %w", err)
+	}
+	srv = &probeServer{cmd: cmd, in: in, out: bufio.NewReader(out)}
+	if line, err := srv.out.ReadString('\n'); err != nil || line != "ready\n" {
+		srv.close()
+		return "", nil, nil, fmt.Errorf("server process: %q, %v", line, err)
+	}
+	return exe, env, srv, nil
+}
+
+func (s *probeServer) sample() (serverSample, error) {
+	cpu, err := procCPU(s.cmd.Process.Pid)
+	if err != nil {
+		return serverSample{}, fmt.Errorf("server process CPU: %w", err)
+	}
+	if _, err := fmt.Fprintln(s.in); err != nil {
+		return serverSample{}, fmt.Errorf("ask the server process for its count: %w", err)
+	}
+	line, err := s.out.ReadString('\n')
+	if err != nil {
+		return serverSample{}, fmt.Errorf("read the server process's count: %w", err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(line), 10, 64)
+	if err != nil {
+		return serverSample{}, fmt.Errorf("server process said %q: %w", line, err)
+	}
+	return serverSample{cpu: cpu, requests: n}, nil
+}
+
+func (s *probeServer) close() {
+	s.in.Close()
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		<-done
+	}
 }
 
 func freePort() (uint16, error) {
@@ -277,21 +353,85 @@ func freePort() (uint16, error) {
 	return uint16(l.Addr().(*net.TCPAddr).Port), nil
 }
 
-// procCPU returns a process's user+sys CPU time from /proc/pid/stat.
-func procCPU(pid int) (time.Duration, error) {
+// procStat is what the benchmark reads from /proc/<pid>/stat.
+type procStat struct {
+	session int
+	// user and sys are the process's own CPU time; childUser and childSys that of its children
+	// it has waited for (cutime, cstime), which leave no /proc entry of their own.
+	user, sys, childUser, childSys time.Duration
+}
+
+func readProcStat(pid int) (procStat, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return procStat{}, err
 	}
-	// Fields after the command (which may hold spaces) start after the last ')'.
+	// Fields after the command (which may hold spaces) start after the last ')': f[0] is the
+	// state, field 3 of proc(5).
 	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
+	if len(f) < 15 {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: %d fields after the command", pid, len(f))
+	}
+	var n [5]int64
+	var errs []error
+	for i, field := range []int{3, 11, 12, 13, 14} { // session, utime, stime, cutime, cstime
+		var err error
+		n[i], err = strconv.ParseInt(f[field], 10, 64)
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 	}
 	const ticks = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / ticks, nil
+	d := func(t int64) time.Duration { return time.Duration(t) * time.Second / ticks }
+	return procStat{session: int(n[0]), user: d(n[1]), sys: d(n[2]), childUser: d(n[3]), childSys: d(n[4])}, nil
+}
+
+// procCPU returns a process's user+sys CPU time from /proc/pid/stat.
+func procCPU(pid int) (time.Duration, error) {
+	st, err := readProcStat(pid)
+	return st.user + st.sys, err
+}
+
+// sessionUse is the resources of every process in one session at one moment.
+type sessionUse struct {
+	procs int
+	// cpu and sys include the children each process has waited for, so that the CPU of short-lived
+	// processes (ldirectord's ipvsadm calls) is counted once they are gone.
+	cpu, sys time.Duration
+	// rss counts the pages processes share (after a fork) once in each; pss splits them.
+	rss, pss uint64
+}
+
+// sessionUsage sums the CPU time and memory of the processes in session sid.
+func sessionUsage(sid int) (sessionUse, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return sessionUse{}, err
+	}
+	var u sessionUse
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readProcStat(pid)
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			continue // it ended since the directory was read
+		}
+		if err != nil {
+			return sessionUse{}, err
+		}
+		if st.session != sid {
+			continue
+		}
+		u.procs++
+		u.cpu += st.user + st.sys + st.childUser + st.childSys
+		u.sys += st.sys + st.childSys
+		u.rss += procKB("/proc/"+e.Name()+"/status", "VmRSS")
+		u.pss += procKB("/proc/"+e.Name()+"/smaps_rollup", "Pss")
+	}
+	return u, nil
 }
 
 func probeCaseFromEnv() (probeCase, error) {
@@ -301,13 +441,16 @@ func probeCaseFromEnv() (probeCase, error) {
 }
 
 // runProbeServer serves every real server of the case until stdin ends: one listener per
-// address, a fixed 200 answer (hung servers answer nothing and wait for the client to leave).
+// address, a fixed 200 answer (hung servers answer nothing and wait for the client to leave). It
+// answers each line on stdin with the number of requests received so far, so that checks are
+// also counted where they arrive, whoever makes them.
 func runProbeServer() error {
 	c, err := probeCaseFromEnv()
 	if err != nil {
 		return err
 	}
 	var ls []net.Listener
+	var requests atomic.Uint64
 	defer func() {
 		for _, l := range ls {
 			l.Close()
@@ -326,19 +469,23 @@ func runProbeServer() error {
 				if err != nil {
 					return
 				}
-				go serveProbeConn(conn, hung)
+				go serveProbeConn(conn, hung, &requests)
 			}
 		}()
 	}
 	fmt.Println("ready")
-	io.Copy(io.Discard, os.Stdin)
-	return nil
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		fmt.Println(requests.Load())
+	}
+	return in.Err()
 }
 
 var probeAnswer = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
 
-// serveProbeConn reads one request's head and answers 200, closing the connection first.
-func serveProbeConn(conn net.Conn, hung bool) {
+// serveProbeConn reads one request's head, counts it and answers 200, closing the connection
+// first.
+func serveProbeConn(conn net.Conn, hung bool, requests *atomic.Uint64) {
 	defer conn.Close()
 	buf := make([]byte, 2048)
 	n := 0
@@ -352,6 +499,7 @@ func serveProbeConn(conn net.Conn, hung bool) {
 		}
 		n += m
 	}
+	requests.Add(1)
 	if hung {
 		io.Copy(io.Discard, conn) // until the checker gives up and closes
 		return
@@ -368,12 +516,11 @@ func runProbeEngine() error {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f := fsm.New(log)
-	const perService = 100
 	var t fsm.Table
-	for i := 0; i < c.Reals; i += perService {
-		s := fsm.Service{Name: fmt.Sprintf("web%05d", i/perService), VIP: netip.AddrFrom4([4]byte{198, 51, 100, byte(1 + i/perService)}),
+	for i := 0; i < c.Reals; i += probePerService {
+		s := fsm.Service{Name: fmt.Sprintf("web%05d", i/probePerService), VIP: probeVIP(i / probePerService),
 			Port: c.Port, Check: &fsm.HealthCheck{Type: c.Type, Interval: fsm.Duration(c.Interval)}}
-		for j := i; j < min(i+perService, c.Reals); j++ {
+		for j := i; j < min(i+probePerService, c.Reals); j++ {
 			s.Reals = append(s.Reals, fsm.Real{Address: probeAddr(j)})
 		}
 		t.Services = append(t.Services, s)
@@ -436,7 +583,7 @@ func runProbeEngine() error {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	rep.HeapInuse = m.HeapInuse
-	rep.RSS, rep.PeakRSS = procStatus("VmRSS"), procStatus("VmHWM")
+	rep.RSS, rep.PeakRSS = procKB("/proc/self/status", "VmRSS"), procKB("/proc/self/status", "VmHWM")
 	rep.TimeWait = sockstatTW()
 	return json.NewEncoder(os.Stdout).Encode(rep)
 }
@@ -448,9 +595,10 @@ func rusageCPU() (all, sys time.Duration) {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), time.Duration(ru.Stime.Nano())
 }
 
-// procStatus returns a "kB" field of /proc/self/status in bytes.
-func procStatus(key string) uint64 {
-	b, err := os.ReadFile("/proc/self/status")
+// procKB returns a "kB" field of a /proc file such as /proc/self/status in bytes, 0 if the
+// process or the field is gone.
+func procKB(path, key string) uint64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}
