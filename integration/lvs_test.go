@@ -429,10 +429,21 @@ func (p *lvsPool) rejoin(old string, rebooted bool) {
 	if err := p.Start(old); err != nil {
 		p.t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	// Watch the holders while it comes back, until it is ready (in the pool, log applied, IPVS
+	// matching the table: what an operator waits for before the next step of a rolling change):
+	// at least a second, at most 10.
+	start := time.Now()
+	for {
 		if h := p.Holders(lvs.VIP); len(h) > 1 {
 			p.t.Fatalf("while %s rejoined, the VIP was held by %v at once", old, h)
+		}
+		if waited := time.Since(start); waited >= time.Second {
+			ctx, cancel := context.WithTimeout(p.ctx, time.Second)
+			r, err := p.API(old).Ready(ctx)
+			cancel()
+			if (err == nil && r.Ready) || waited > 10*time.Second {
+				break
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
