@@ -261,19 +261,27 @@ func (d *Director) ipvsLoop(ctx context.Context) {
 	defer d.deps.FSM.Unwatch(w)
 	tick := time.NewTicker(d.cfg.ReconcileInterval)
 	defer tick.Stop()
-	full := true // the first pass compares everything: the agent may have restarted
+	// full: a full pass is owed; the first compares everything, as the agent may have restarted.
+	// Changes go first: a pass yields to them between services. eager: someone waits for the pass
+	// (startup, a new leader's takeover), so it resumes as soon as the changes are in; otherwise
+	// a yielded pass waits for the next tick (held), since resuming costs a listing of the whole
+	// kernel table and a burst of changes would pay it again and again.
+	full, eager, held := true, true, false
 	for {
-		// Changes go first: a full pass yields to them between services and resumes afterwards.
-		if full && len(w.C) == 0 {
-			full = !d.fullSync(ctx, func() bool { return len(w.C) > 0 })
+		if full && !held && len(w.C) == 0 {
+			if d.fullSync(ctx, func() bool { return len(w.C) > 0 }) {
+				full, eager = false, false
+			} else {
+				held = !eager
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			full = true
+			full, held = true, false
 		case <-d.syncReq:
-			full = true
+			full, eager, held = true, true, false
 		case <-w.C:
 			names, all := w.Take()
 			if all {
