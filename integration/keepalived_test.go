@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"os"
 	"slices"
 	"strings"
@@ -51,27 +50,9 @@ func TestLVSKeepalivedFailover(t *testing.T) {
 // reals, and waits until the client is served by both through the VIP.
 func newKeepalivedPool(t *testing.T, prof lvs.Keepalived) *lvsPool {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	p, err := lvs.New(ctx, lvs.Config{Bin: troopBinary(t), Dir: t.TempDir(), Log: testWriter{t}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lp := &lvsPool{Pool: p, t: t, ctx: ctx}
-	t.Cleanup(func() {
-		if t.Failed() {
-			lp.dumpState()
-		}
-		p.Close()
-	})
-	for _, r := range p.Reals() {
-		if err := p.PrepareReal(ctx, r, lvs.VIP); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Serve(r, 80); err != nil {
-			t.Fatal(err)
-		}
-	}
+	lp := openPool(t, lvs.Config{})
+	p := lp.Pool
+	lp.serveReals(p.Reals())
 	for _, d := range p.Directors() {
 		if err := p.StartKeepalived(d, prof); err != nil {
 			t.Fatal(err)

@@ -56,6 +56,21 @@ func newPool(t *testing.T, cfg lvs.Config) *lvsPool { return newPoolWith(t, cfg,
 func newPoolWith(t *testing.T, cfg lvs.Config, before func(*lvs.Pool)) *lvsPool {
 	t.Helper()
 	needRoot(t)
+	lp := openPool(t, cfg)
+	if before != nil {
+		before(lp.Pool)
+	}
+	if err := lp.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	lp.leader = lp.waitLeader()
+	return lp
+}
+
+// openPool builds cfg's pool with nothing started on its directors; it dumps the pool's state
+// if the test fails and removes it all when the test ends.
+func openPool(t *testing.T, cfg lvs.Config) *lvsPool {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	cfg.Bin, cfg.Dir, cfg.Log = troopBinary(t), t.TempDir(), testWriter{t}
@@ -70,14 +85,20 @@ func newPoolWith(t *testing.T, cfg lvs.Config, before func(*lvs.Pool)) *lvsPool 
 		}
 		p.Close()
 	})
-	if before != nil {
-		before(p)
-	}
-	if err := p.StartAll(); err != nil {
-		t.Fatal(err)
-	}
-	lp.leader = lp.waitLeader()
 	return lp
+}
+
+// serveReals sets up each of the named real servers for the VIP and serves its page on port 80.
+func (p *lvsPool) serveReals(names []string) {
+	p.t.Helper()
+	for _, r := range names {
+		if err := p.PrepareReal(p.ctx, r, lvs.VIP); err != nil {
+			p.t.Fatal(err)
+		}
+		if err := p.Serve(r, 80); err != nil {
+			p.t.Fatal(err)
+		}
+	}
 }
 
 // newLVSPool starts cfg's pool on a kernel with IPVS, prepares and starts the reals, applies
@@ -92,15 +113,7 @@ func newLVSPoolWith(t *testing.T, cfg lvs.Config, table string, before func(*lvs
 	t.Helper()
 	needIPVS(t)
 	lp := newPoolWith(t, cfg, before)
-	p, ctx := lp.Pool, lp.ctx
-	for _, r := range append(p.Reals(), lvs.FallbackName) {
-		if err := p.PrepareReal(ctx, r, lvs.VIP); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Serve(r, 80); err != nil {
-			t.Fatal(err)
-		}
-	}
+	lp.serveReals(append(lp.Reals(), lvs.FallbackName))
 	lp.apply(table)
 	lp.waitServedBy(webURL, []string{"r1", "r2"}, 20*time.Second) // WebService's reals
 	return lp

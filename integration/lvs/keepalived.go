@@ -69,10 +69,6 @@ func (p *Pool) StartKeepalived(name string, k Keepalived) error {
 	if err := os.WriteFile(cfgFile, []byte(p.keepalivedConfig(n, k)), 0o644); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(filepath.Join(p.cfg.Dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
 	bin := k.Bin
 	if bin == "" {
 		bin = "/usr/sbin/keepalived"
@@ -86,21 +82,10 @@ func (p *Pool) StartKeepalived(name string, k Keepalived) error {
 	cmd := exec.Command("ip", "netns", "exec", string(p.nodes[name].NS), bin, "--dont-fork", "--log-console", "--log-detail",
 		"--use-file", cfgFile, "--pid", filepath.Join(run, "keepalived.pid"),
 		"--vrrp_pid", children[0], "--checkers_pid", children[1])
-	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("start keepalived %s: %w", name, err)
+	if err := p.launch(name, "keepalived", cmd, &agent{group: true, pidFiles: children}); err != nil {
+		return err
 	}
-	a := &agent{cmd: cmd, done: make(chan struct{}), log: logf, group: true, pidFiles: children}
-	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(a.done)
-	}()
-	p.mu.Lock()
-	p.agents[name] = a
-	p.mu.Unlock()
 	p.logf("started keepalived %s (%s)", name, k.Name)
 	return nil
 }

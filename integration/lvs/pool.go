@@ -391,20 +391,30 @@ func (p *Pool) StartWith(name string, args ...string) error {
 	if err := os.WriteFile(cfgFile, []byte(text), 0o644); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(filepath.Join(p.cfg.Dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
 	p.mu.Lock()
 	bin := cmp.Or(p.bins[name], p.cfg.Bin)
 	p.mu.Unlock()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", string(p.nodes[name].NS), bin, "agent", "-config", cfgFile}, args...)...)
+	if err := p.launch(name, "agent", cmd, &agent{}); err != nil {
+		return err
+	}
+	p.logf("started agent %s", name)
+	return nil
+}
+
+// launch starts cmd as director name's agent (Troop's, or keepalived standing in for it), its
+// output appended to name.log, and tracks it as a until it exits.
+func (p *Pool) launch(name, what string, cmd *exec.Cmd, a *agent) error {
+	logf, err := os.OpenFile(filepath.Join(p.cfg.Dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return fmt.Errorf("start agent %s: %w", name, err)
+		return fmt.Errorf("start %s %s: %w", what, name, err)
 	}
-	a := &agent{cmd: cmd, done: make(chan struct{}), log: logf}
+	a.cmd, a.done, a.log = cmd, make(chan struct{}), logf
 	go func() {
 		cmd.Wait()
 		logf.Close()
@@ -413,7 +423,6 @@ func (p *Pool) StartWith(name string, args ...string) error {
 	p.mu.Lock()
 	p.agents[name] = a
 	p.mu.Unlock()
-	p.logf("started agent %s", name)
 	return nil
 }
 
