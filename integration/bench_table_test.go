@@ -21,6 +21,7 @@ import (
 	"github.com/troop-lb/troop/api"
 	"github.com/troop-lb/troop/director"
 	"github.com/troop-lb/troop/fsm"
+	"github.com/troop-lb/troop/integration/benchresult"
 	"github.com/troop-lb/troop/integration/lvs"
 )
 
@@ -30,28 +31,6 @@ const (
 	tableBenchReals    = 10
 	tableBenchChanges  = 200
 )
-
-// tableBenchResult is the `troop-bench:` line TestBenchTable prints; `make bench`'s table section
-// (integration/bench/table.go) reads it.
-type tableBenchResult struct {
-	Kind     string `json:"kind"`
-	Services int    `json:"services"`
-	Reals    int    `json:"reals"`
-	// Programming the table into empty IPVS: Troop's reconciler, and ipvsadm -R.
-	TroopMS   []float64 `json:"troop_ms"`
-	IpvsadmMS []float64 `json:"ipvsadm_ms"`
-	// TroopCalls is the IPVS calls of one Troop programming run; SteadyMS a full comparison of
-	// the loaded table with nothing to do (what the agent pays every reconcile interval).
-	TroopCalls int     `json:"troop_calls"`
-	SteadyMS   float64 `json:"steady_ms"`
-	// The agent: PUT /v1/table of the whole table until the kernel holds all of it, then one-real
-	// weight changes (API call until the kernel shows the weight).
-	AgentApplyMS float64   `json:"agent_apply_ms"`
-	ChangeMS     []float64 `json:"change_ms"`
-	RSSKB        int64     `json:"rss_kb"`
-	HWMKB        int64     `json:"hwm_kb"`
-	BinaryBytes  int64     `json:"binary_bytes"`
-}
 
 func tableBenchServiceList() []fsm.Service {
 	services := make([]fsm.Service, tableBenchServices)
@@ -146,7 +125,7 @@ func TestBenchTable(t *testing.T) {
 		return n
 	}
 	want := tableBenchServices * (1 + tableBenchReals)
-	res := tableBenchResult{Kind: "table", Services: tableBenchServices, Reals: tableBenchReals}
+	res := benchresult.Table{Kind: "table", Services: tableBenchServices, Reals: tableBenchReals}
 
 	// One round each, flushed first: under TCG ipvsadm -R alone takes minutes. The agent runs
 	// between the two, on an empty kernel.

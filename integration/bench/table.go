@@ -12,23 +12,9 @@ import (
 	"slices"
 	"strings"
 	"time"
-)
 
-// tableResult is the `troop-bench:` line the VM tier's TestBenchTable prints.
-type tableResult struct {
-	Kind         string    `json:"kind"`
-	Services     int       `json:"services"`
-	Reals        int       `json:"reals"`
-	TroopMS      []float64 `json:"troop_ms"`
-	IpvsadmMS    []float64 `json:"ipvsadm_ms"`
-	TroopCalls   int       `json:"troop_calls"`
-	SteadyMS     float64   `json:"steady_ms"`
-	AgentApplyMS float64   `json:"agent_apply_ms"`
-	ChangeMS     []float64 `json:"change_ms"`
-	RSSKB        int64     `json:"rss_kb"`
-	HWMKB        int64     `json:"hwm_kb"`
-	BinaryBytes  int64     `json:"binary_bytes"`
-}
+	"github.com/troop-lb/troop/integration/benchresult"
+)
 
 // benchTable runs the VM tier's TestBenchTable (integration/bench_table_test.go: the large
 // table into real IPVS in Debian's kernel under qemu, Troop beside ipvsadm -R, then an agent
@@ -54,9 +40,9 @@ func benchTable(ctx context.Context) (string, error) {
 }
 
 // parseTableOutput finds TestBenchTable's result and the guest's kernel in TestVM's output.
-func parseTableOutput(out []byte) (r tableResult, guestKernel string, ok bool) {
+func parseTableOutput(out []byte) (r benchresult.Table, guestKernel string, ok bool) {
 	guestKernel = scanGuestOutput(out, func(j []byte) {
-		var x tableResult
+		var x benchresult.Table
 		if json.Unmarshal(j, &x) == nil && x.Kind == "table" && len(x.TroopMS) > 0 && len(x.IpvsadmMS) > 0 && len(x.ChangeMS) > 0 {
 			r, ok = x, true
 		}
@@ -64,7 +50,7 @@ func parseTableOutput(out []byte) (r tableResult, guestKernel string, ok bool) {
 	return r, guestKernel, ok
 }
 
-func renderTable(r tableResult, guestKernel string, took time.Duration) string {
+func renderTable(r benchresult.Table, guestKernel string, took time.Duration) string {
 	sum := func(v []float64) (s float64) {
 		for _, x := range v {
 			s += x
