@@ -262,30 +262,42 @@ func (d *Director) ipvsLoop(ctx context.Context) {
 	tick := time.NewTicker(d.cfg.ReconcileInterval)
 	defer tick.Stop()
 	// full: a full pass is owed; the first compares everything, as the agent may have restarted.
-	// Changes go first: a pass yields to them between services. eager: someone waits for the pass
-	// (startup, a new leader's takeover), so it resumes as soon as the changes are in; otherwise
-	// a yielded pass waits for the next tick (held), since resuming costs a listing of the whole
-	// kernel table and a burst of changes would pay it again and again.
-	full, eager, held := true, true, false
+	// A pass lists the kernel's services in the background (seconds, for a table of thousands
+	// under a slow CPU), then compares them a service at a time, yielding to waiting changes: a
+	// change never waits for a pass. listing is closed once the listing is in (nil: none runs);
+	// stale drops a listing that a restored snapshot made out of date.
+	full, listed, stale := true, false, false
+	var listing chan struct{}
+	defer func() {
+		if listing != nil {
+			<-listing
+		}
+	}()
 	for {
-		if full && !held && len(w.C) == 0 {
-			if d.fullSync(ctx, func() bool { return len(w.C) > 0 }) {
-				full, eager = false, false
-			} else {
-				held = !eager
-			}
+		if full && !listed && listing == nil {
+			listing = make(chan struct{})
+			go func(st *fsm.State, done chan struct{}) {
+				defer close(done)
+				d.rec.ListForSync(st)
+			}(d.deps.FSM.View(), listing)
+		}
+		if listed && len(w.C) == 0 && d.fullSync(ctx, func() bool { return len(w.C) > 0 }) {
+			full, listed = false, false
 		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-listing:
+			listing, listed, stale = nil, !stale, false
 		case <-tick.C:
-			full, held = true, false
+			full = true
 		case <-d.syncReq:
-			full, eager, held = true, true, false
+			full = true
 		case <-w.C:
 			names, all := w.Take()
 			if all {
-				full = true
+				// A restored snapshot: compare everything again, from a fresh listing.
+				full, listed, stale = true, false, listing != nil
 				continue
 			}
 			st := d.deps.FSM.View()
@@ -295,9 +307,9 @@ func (d *Director) ipvsLoop(ctx context.Context) {
 	}
 }
 
-// fullSync runs (or resumes) a full pass, which stops early when changesWaiting says changes
-// wait. It reports whether the pass is over: it reached the end, or failed (the next tick
-// retries it).
+// fullSync carries on the full pass whose listing is in; it stops early when changesWaiting
+// says changes wait. It reports whether the pass is over: it reached the end, or failed (the
+// next tick retries it).
 func (d *Director) fullSync(ctx context.Context, changesWaiting func() bool) (over bool) {
 	st := d.deps.FSM.View()
 	rep, complete, err := d.rec.SyncYielding(ctx, st, changesWaiting)

@@ -405,3 +405,27 @@ func TestKernelViewMarksDrift(t *testing.T) {
 		t.Errorf("kernel view:\n%s\nwant\n%s", strings.Join(got, "|"), want)
 	}
 }
+
+// The IPVS loop lists the kernel's services for a full pass in the background: a change goes
+// into the kernel while a listing (seconds, for a large table on a slow CPU) is still out.
+func TestChangeDoesNotWaitForAFullPassListing(t *testing.T) {
+	r := newOwnerRig(t, true)
+	r.seedTable()
+	r.start()
+	key := director.ServiceKey{Family: fsm.IPv4, Protocol: fsm.TCP, Address: vip4, Port: 80}
+	weightIs := func(w int) func() bool {
+		return func() bool {
+			ds, err := r.ipvs.Destinations(key)
+			return err == nil && len(ds) == 1 && ds[0].Weight == w
+		}
+	}
+	eventually(t, "web in the kernel", weightIs(1))
+	listed, release := r.ipvs.HoldNextListing()
+	defer release()
+	<-listed // the next full pass is listing
+	r.apply(fsm.SetWeight("web", "192.0.2.21:80", 7))
+	eventually(t, "the new weight in the kernel while the listing is out", weightIs(7))
+	release()
+	r.apply(fsm.SetWeight("web", "192.0.2.21:80", 3))
+	eventually(t, "the next weight after the listing", weightIs(3))
+}

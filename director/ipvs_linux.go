@@ -36,9 +36,28 @@ func NewIPVS() (IPVS, error) {
 		}
 		return nil, fmt.Errorf("open IPVS: %w", err)
 	}
-	// ipvs.Client lacks Close, but the netlink client behind it has one.
+	// A listing of a large table is one long dump, and a netlink socket answers one request at
+	// a time: listings get a socket of their own, so that writes never wait behind one.
+	lister, err := ipvs.New()
+	if err != nil {
+		closeClient(c)
+		return nil, fmt.Errorf("open IPVS: %w", err)
+	}
+	k := newIPVS(c, closerOf(c))
+	k.lister, k.listerCloser = lister, closerOf(lister)
+	return k, nil
+}
+
+// closerOf returns the Close of the netlink client behind c (ipvs.Client lacks one), or nil.
+func closerOf(c ipvs.Client) io.Closer {
 	closer, _ := c.(io.Closer)
-	return newIPVS(c, closer), nil
+	return closer
+}
+
+func closeClient(c ipvs.Client) {
+	if closer := closerOf(c); closer != nil {
+		closer.Close()
+	}
 }
 
 // ipvsSysctls are set on every director, as keepalived's documentation asks LVS operators to.
@@ -62,15 +81,19 @@ func TuneIPVS() error {
 	return errors.Join(errs...)
 }
 
-// newIPVS wraps an opened client; tests pass their own ipvs.Client.
+// newIPVS wraps an opened client, which also serves listings; tests pass their own ipvs.Client.
 func newIPVS(c ipvs.Client, closer io.Closer) *kernelIPVS {
-	return &kernelIPVS{c: c, closer: closer}
+	return &kernelIPVS{c: c, lister: c, closer: closer}
 }
 
-// kernelIPVS implements IPVS on cloudflare/ipvs, translating Troop's values both ways.
+// kernelIPVS implements IPVS on cloudflare/ipvs, translating Troop's values both ways. It is
+// safe for concurrent use: a Services listing on lister runs beside the other calls on c.
 type kernelIPVS struct {
 	c      ipvs.Client
+	lister ipvs.Client
 	closer io.Closer // may be nil
+	// listerCloser closes lister when it is a client of its own (nil otherwise).
+	listerCloser io.Closer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -81,7 +104,7 @@ var _ IPVS = (*kernelIPVS)(nil)
 // Services lists every virtual service. cloudflare/ipvs reports an empty table as a bare
 // os.ErrNotExist; that is an empty list here.
 func (k *kernelIPVS) Services() ([]Service, error) {
-	ks, err := k.c.Services()
+	ks, err := k.lister.Services()
 	if err == os.ErrNotExist { // identity, not errors.Is: an ENOENT errno would be a real error
 		return []Service{}, nil
 	}
@@ -200,13 +223,17 @@ func (k *kernelIPVS) RemoveDestination(key ServiceKey, dk DestinationKey) error 
 	return nil
 }
 
-// Close releases the netlink socket. It may be called more than once.
+// Close releases the netlink sockets. It may be called more than once.
 func (k *kernelIPVS) Close() error {
 	k.closeOnce.Do(func() {
-		if k.closer != nil {
-			if err := k.closer.Close(); err != nil {
-				k.closeErr = fmt.Errorf("close IPVS: %w", err)
+		var errs []error
+		for _, c := range []io.Closer{k.closer, k.listerCloser} {
+			if c != nil {
+				errs = append(errs, c.Close())
 			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			k.closeErr = fmt.Errorf("close IPVS: %w", err)
 		}
 	})
 	return k.closeErr

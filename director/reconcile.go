@@ -163,9 +163,9 @@ type Reconciler struct {
 	byKey  map[ServiceKey]string
 	// synced is true after the first full Sync that listed the kernel table.
 	synced bool
-	// resumeAfter is the name of the last service a yielding pass compared before it stopped for
-	// waiting changes; the next SyncYielding carries on after it. Empty: start from the top.
-	resumeAfter string
+	// full is the pass SyncYielding carries on (nil: none), listing the one ListForSync is
+	// listing for: SyncServices notes in both what it writes.
+	full, listing *fullPass
 	// scratch is syncDests' buffer, reused from service to service.
 	scratch []Destination
 }
@@ -297,7 +297,7 @@ func isMissingService(err error) bool {
 func (r *Reconciler) Sync(ctx context.Context, st *fsm.State) (Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rep, _, err := r.syncAll(ctx, st, nil)
+	rep, _, err := r.syncAll(ctx, st, r.listNow(st), nil)
 	return rep, err
 }
 
@@ -305,123 +305,221 @@ func (r *Reconciler) Sync(ctx context.Context, st *fsm.State) (Report, error) {
 // so that it makes headway however fast changes come.
 const yieldQuantum = 10 * time.Millisecond
 
-// SyncYielding is Sync for a table whose full comparison takes long enough (thousands of
-// services, each one kernel read) to hold up the changes behind it. Once it has worked for
-// yieldQuantum it stops between two services as soon as changesWaiting reports true, and
-// returns complete = false; the next call, with the state of that moment, carries on after the
-// last service compared. Changes in between are SyncServices' to apply. Only a complete pass
-// removes services nobody wants, and before the first complete Sync it runs as Sync does.
+// claimBatch is how many services a full pass prepares at a time: it computes their desired
+// state and records the ones it does not own yet in one ownership write.
+const claimBatch = 256
+
+// fullPass is a full comparison in progress: the kernel's services as listed when it began,
+// the FSM's services then, and how far it has got.
+type fullPass struct {
+	names   []string // the FSM's services when the listing began, sorted
+	list    []Service
+	kernel  map[ServiceKey]*Service
+	listErr error
+	// touched are the services SyncServices wrote after the listing began: what the listing
+	// says of them is stale, so they are compared as SyncServices does.
+	touched map[ServiceKey]bool
+	next    int  // names[next:] are still to compare
+	counted bool // the listing's call is in a report
+	// byName and byKey are the kernel keys of the services compared (or synced by
+	// SyncServices) since the pass began: the reconciler's own once the pass is complete.
+	byName map[string]ServiceKey
+	byKey  map[ServiceKey]string
+}
+
+func newFullPass() *fullPass {
+	return &fullPass{touched: map[ServiceKey]bool{}, byName: map[string]ServiceKey{}, byKey: map[ServiceKey]string{}}
+}
+
+func (fp *fullPass) load(names []string, list []Service, err error) {
+	fp.names, fp.list, fp.listErr = names, list, err
+	fp.kernel = make(map[ServiceKey]*Service, len(list))
+	for i := range list {
+		list[i].ServiceKey = normalizeKey(list[i].ServiceKey)
+		fp.kernel[list[i].ServiceKey] = &list[i]
+	}
+}
+
+// track records that name's service has kernel key k, untrack that name has none now.
+func (fp *fullPass) track(name string, k ServiceKey) { fp.byName[name], fp.byKey[k] = k, name }
+
+func (fp *fullPass) untrack(name string) {
+	if old, ok := fp.byName[name]; ok {
+		delete(fp.byName, name)
+		if fp.byKey[old] == name {
+			delete(fp.byKey, old)
+		}
+	}
+}
+
+// listNow starts a full pass with a listing taken at once (r.mu held).
+func (r *Reconciler) listNow(st *fsm.State) *fullPass {
+	fp := newFullPass()
+	list, err := r.k.Services()
+	fp.load(st.ServiceNames(), list, err)
+	return fp
+}
+
+// ListForSync begins the next full pass of SyncYielding: it lists the kernel's services (one
+// call, which takes seconds for a table of thousands under a slow CPU). It holds nothing
+// meanwhile: SyncServices may run beside it, and the services it writes after the listing began
+// are compared afresh rather than from the listing. A pass in progress is dropped.
+func (r *Reconciler) ListForSync(st *fsm.State) {
+	fp := newFullPass()
+	r.mu.Lock()
+	r.listing = fp
+	r.mu.Unlock()
+	names := st.ServiceNames()
+	list, err := r.k.Services()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fp.load(names, list, err)
+	if r.listing == fp {
+		r.listing = nil
+	}
+	r.full = fp
+}
+
+// SyncYielding carries out the full pass ListForSync began (or, without one, a pass that lists
+// the kernel at once), for a table whose comparison takes long enough (thousands of services,
+// each one kernel read) to hold up the changes behind it. Once it has worked for yieldQuantum
+// it stops between two services as soon as changesWaiting reports true, and returns complete =
+// false; the next call, with the state of that moment, carries on where it stopped. Changes in
+// between are SyncServices' to apply. Only a complete pass removes services nobody wants, and
+// before the first complete pass it runs to the end as Sync does.
 func (r *Reconciler) SyncYielding(ctx context.Context, st *fsm.State, changesWaiting func() bool) (rep Report, complete bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.synced {
 		changesWaiting = nil
 	}
-	return r.syncAll(ctx, st, changesWaiting)
+	if r.full == nil {
+		r.full = r.listNow(st)
+	}
+	return r.syncAll(ctx, st, r.full, changesWaiting)
 }
 
-func (r *Reconciler) syncAll(ctx context.Context, st *fsm.State, changesWaiting func() bool) (rep Report, complete bool, err error) {
+// candidate is one service a full pass compares: its desired state and whether Troop owned its
+// key before the pass.
+type candidate struct {
+	d        DesiredService
+	wasOwned bool
+}
+
+// prepare computes the desired state of the next claimBatch services of fp from st and claims
+// those Troop does not own yet, in one write. A nil entry is skipped: a service deleted since
+// the listing (SyncServices removed it), one whose key another service has, or one that could
+// not be claimed.
+func (r *Reconciler) prepare(p *pass, st *fsm.State, fp *fullPass) []*candidate {
+	names := fp.names[fp.next:min(len(fp.names), fp.next+claimBatch)]
+	out := make([]*candidate, len(names))
+	var claim []ServiceKey
+	for i, name := range names {
+		s, ok := st.Service(name)
+		if !ok {
+			continue
+		}
+		k := KeyOf(&s)
+		if other, dup := fp.byKey[k]; dup && other != name {
+			// The FSM refuses two services with one key; should it happen, the first name wins.
+			p.fail("sync", name, "", fmt.Errorf("service %q: kernel key %s is service %q's too; skipped", name, k, other))
+			continue
+		}
+		c := &candidate{d: DesiredFor(&s, healthOf(st, name), r.opts, r.drains[k], p.now), wasOwned: r.owned.Owns(k)}
+		if !c.wasOwned {
+			claim = append(claim, k)
+		}
+		out[i] = c
+	}
+	// Ownership is on disk before any service is created.
+	if len(claim) > 0 {
+		if err := r.owned.Add(claim...); err != nil {
+			p.fail("own", "", "", fmt.Errorf("record ownership of %d IPVS services: %w", len(claim), err))
+			for i, c := range out {
+				if c != nil && !c.wasOwned {
+					out[i] = nil
+				}
+			}
+		}
+	}
+	for i, c := range out {
+		if c != nil {
+			fp.track(names[i], c.d.Service.ServiceKey)
+		}
+	}
+	return out
+}
+
+func (r *Reconciler) syncAll(ctx context.Context, st *fsm.State, fp *fullPass, changesWaiting func() bool) (rep Report, complete bool, err error) {
 	p := r.begin()
-	p.rep.Calls++
-	list, err := r.k.Services()
-	if err != nil {
-		p.fail("list", "", "", fmt.Errorf("list IPVS services: %w", err))
+	if !fp.counted {
+		p.rep.Calls++
+		fp.counted = true
+	}
+	if fp.listErr != nil {
+		p.fail("list", "", "", fmt.Errorf("list IPVS services: %w", fp.listErr))
+		if r.full == fp {
+			r.full = nil
+		}
 		rep, err := p.finish("sync")
 		return rep, false, err
 	}
-	kernel := make(map[ServiceKey]*Service, len(list))
-	for i := range list {
-		list[i].ServiceKey = normalizeKey(list[i].ServiceKey)
-		kernel[list[i].ServiceKey] = &list[i]
-	}
-
-	want := Desired(st, r.opts, r.drains, p.now)
-	wanted := make(map[ServiceKey]int, len(want))
-	skip := make([]bool, len(want))
-	var claim []ServiceKey
-	wasOwned := make([]bool, len(want))
-	for i := range want {
-		k := want[i].Service.ServiceKey
-		if j, dup := wanted[k]; dup {
-			// The FSM refuses two services with one key; should it happen, the first name wins.
-			skip[i] = true
-			p.fail("sync", want[i].Name, "", fmt.Errorf("service %q: kernel key %s is service %q's too; skipped", want[i].Name, k, want[j].Name))
-			continue
-		}
-		wanted[k] = i
-		if wasOwned[i] = r.owned.Owns(k); !wasOwned[i] {
-			claim = append(claim, k)
-		}
-	}
-	// Ownership is on disk before any service is created, in one write for the whole batch.
-	claimed := true
-	if len(claim) > 0 {
-		if err := r.owned.Add(claim...); err != nil {
-			claimed = false
-			p.fail("own", "", "", fmt.Errorf("record ownership of %d IPVS services: %w", len(claim), err))
-		}
-	}
-
-	byName := make(map[string]ServiceKey, len(want))
-	byKey := make(map[ServiceKey]string, len(want))
-	resumeAfter := r.resumeAfter
-	if changesWaiting == nil {
-		resumeAfter = ""
-	}
 	start := r.opts.Clock()
-	last := "" // the last service this part of the pass compared
-	for i := range want {
-		if skip[i] || (!claimed && !wasOwned[i]) {
-			continue
+	compared := 0
+	for fp.next < len(fp.names) {
+		for _, c := range r.prepare(p, st, fp) {
+			if err := ctx.Err(); err != nil {
+				p.fail("sync", "", "", fmt.Errorf("IPVS sync interrupted: %w", err))
+				rep, err := p.finish("sync")
+				return rep, false, err
+			}
+			if changesWaiting != nil && compared > 0 && changesWaiting() && r.opts.Clock().Sub(start) >= yieldQuantum {
+				rep, err := p.finish("sync")
+				return rep, false, err
+			}
+			fp.next++
+			if c == nil {
+				continue
+			}
+			if k := c.d.Service.ServiceKey; fp.touched[k] {
+				r.syncService(p, &c.d, nil, false, c.wasOwned)
+			} else {
+				r.syncService(p, &c.d, fp.kernel[k], true, c.wasOwned)
+			}
+			compared++
 		}
-		if err := ctx.Err(); err != nil {
-			p.fail("sync", "", "", fmt.Errorf("IPVS sync interrupted: %w", err))
-			rep, err := p.finish("sync")
-			return rep, false, err
-		}
-		d := &want[i]
-		k := d.Service.ServiceKey
-		byName[d.Name], byKey[k] = k, d.Name
-		if d.Name <= resumeAfter {
-			continue // compared by an earlier part of this pass
-		}
-		if changesWaiting != nil && last != "" && changesWaiting() && r.opts.Clock().Sub(start) >= yieldQuantum {
-			r.resumeAfter = last
-			rep, err := p.finish("sync")
-			return rep, false, err
-		}
-		r.syncService(p, d, kernel[k], true, wasOwned[i])
-		last = d.Name
 	}
-	r.resumeAfter = ""
+	if r.full == fp {
+		r.full = nil
+	}
 
 	// Owned services nobody wants any more go; other software's stay as they are.
-	for i := range list {
-		k := list[i].ServiceKey
-		if _, ok := wanted[k]; ok || !r.owned.Owns(k) {
+	for i := range fp.list {
+		k := fp.list[i].ServiceKey
+		if _, ok := fp.byKey[k]; ok || !r.owned.Owns(k) {
 			continue
 		}
 		r.removeService(p, r.nameOf(k), k)
 	}
 	for _, k := range r.owned.Keys() {
-		if _, inKernel := kernel[k]; !inKernel {
-			if _, ok := wanted[k]; !ok {
+		if _, inKernel := fp.kernel[k]; !inKernel {
+			if _, ok := fp.byKey[k]; !ok {
 				p.forget = append(p.forget, k)
 			}
 		}
 	}
 	for k := range r.applied {
-		if _, ok := wanted[k]; !ok {
+		if _, ok := fp.byKey[k]; !ok {
 			delete(r.applied, k)
 		}
 	}
 	for k := range r.drains {
-		if _, ok := wanted[k]; !ok {
+		if _, ok := fp.byKey[k]; !ok {
 			delete(r.drains, k)
 		}
 	}
 	r.forget(p)
-	r.byName, r.byKey = byName, byKey
+	r.byName, r.byKey = fp.byName, fp.byKey
 	r.synced = true
 	rep, err = p.finish("sync")
 	return rep, true, err
@@ -459,7 +557,7 @@ func (r *Reconciler) SyncServices(ctx context.Context, st *fsm.State, names []st
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.synced {
-		rep, _, err := r.syncAll(ctx, st, nil)
+		rep, _, err := r.syncAll(ctx, st, r.listNow(st), nil)
 		return rep, err
 	}
 	p := r.begin()
@@ -484,6 +582,7 @@ func (r *Reconciler) SyncServices(ctx context.Context, st *fsm.State, names []st
 	}
 	for _, name := range names {
 		old, had := r.byName[name]
+		r.passesLose(name, old)
 		if !had {
 			continue
 		}
@@ -504,6 +603,7 @@ func (r *Reconciler) SyncServices(ctx context.Context, st *fsm.State, names []st
 			claim = append(claim, k)
 		}
 		r.byName[j.d.Name], r.byKey[k] = k, j.d.Name
+		r.passesGain(j.d.Name, k)
 	}
 	claimed := true
 	if len(claim) > 0 {
@@ -527,6 +627,33 @@ func (r *Reconciler) SyncServices(ctx context.Context, st *fsm.State, names []st
 	p.forget = slices.DeleteFunc(p.forget, func(k ServiceKey) bool { _, used := r.byKey[k]; return used })
 	r.forget(p)
 	return p.finish("sync_services")
+}
+
+// passesLose tells the full passes under way that SyncServices is syncing the named service,
+// whose kernel key was old (zero if none), afresh: what they listed or tracked of it is stale.
+func (r *Reconciler) passesLose(name string, old ServiceKey) {
+	for _, fp := range []*fullPass{r.full, r.listing} {
+		if fp == nil {
+			continue
+		}
+		if k, ok := fp.byName[name]; ok {
+			fp.touched[k] = true
+		}
+		if old != (ServiceKey{}) {
+			fp.touched[old] = true
+		}
+		fp.untrack(name)
+	}
+}
+
+// passesGain tells the full passes under way that SyncServices wrote the named service at k.
+func (r *Reconciler) passesGain(name string, k ServiceKey) {
+	for _, fp := range []*fullPass{r.full, r.listing} {
+		if fp != nil {
+			fp.track(name, k)
+			fp.touched[k] = true
+		}
+	}
 }
 
 // removeService deletes an owned kernel service that is no longer desired. Its connections are

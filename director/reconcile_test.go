@@ -693,3 +693,50 @@ func TestSyncYieldingResumesWhereItStopped(t *testing.T) {
 		t.Fatalf("complete %v, kernel %s: want a whole pass that restored dns", complete, inKernel())
 	}
 }
+
+// ListForSync holds nothing while the kernel lists its services: changes go in meanwhile, and
+// the pass that follows compares the services they wrote afresh rather than from the stale
+// listing. It neither calls them drift nor writes them again, nor trips over a service created
+// after the listing, nor keeps one deleted after it.
+func TestListForSyncComparesServicesChangedWhileListing(t *testing.T) {
+	g := newRig(t, web(), dns())
+	ctx := context.Background()
+	g.sync("")
+	listed, release := g.k.HoldNextListing()
+	defer release()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.r.ListForSync(g.tb.state())
+	}()
+	<-listed
+	// While the listing is out: web's scheduler changes, mark arrives, dns goes.
+	w := web()
+	w.Scheduler = "rr"
+	names := g.tb.apply(fsm.UpsertService(w))
+	names = append(names, g.tb.apply(fsm.UpsertService(fwm()))...)
+	names = append(names, g.tb.apply(fsm.DeleteService("dns"))...)
+	_, err := g.r.SyncServices(ctx, g.tb.state(), names)
+	must(t, err)
+	release()
+	<-done
+
+	before := g.k.WriteCalls()
+	rep, complete, err := g.r.SyncYielding(ctx, g.tb.state(), func() bool { return false })
+	must(t, err)
+	if !complete || rep.Drift.Total() != 0 || rep.Writes != 0 || g.k.WriteCalls() != before {
+		t.Fatalf("complete %v, %s, %d kernel writes: want a complete pass with nothing to do", complete, summary(rep), g.k.WriteCalls()-before)
+	}
+	list, err := g.k.Services()
+	must(t, err)
+	var got []string
+	for _, s := range list {
+		got = append(got, s.ServiceKey.String()+" "+string(s.Scheduler))
+	}
+	slices.Sort(got)
+	want := []string{fwmKey.String() + " sh", webKey.String() + " rr"}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("kernel holds %q, want %q", got, want)
+	}
+}

@@ -120,7 +120,8 @@ func (c *counters) enter(op Op) error {
 // director.IPVS; the zero value is not usable, call New.
 type IPVS struct {
 	ns    *namespace
-	c     counters // guarded by ns.mu
+	c     counters     // guarded by ns.mu
+	hold  *listingHold // guarded by ns.mu
 	syncd *SyncDaemons
 }
 
@@ -222,15 +223,38 @@ func (f *IPVS) Close() error {
 // Services lists every service, sorted as ipvsadm sorts them.
 func (f *IPVS) Services() ([]director.Service, error) {
 	f.ns.mu.Lock()
-	defer f.ns.mu.Unlock()
 	if err := f.c.enter(Services); err != nil {
+		f.ns.mu.Unlock()
 		return nil, fmt.Errorf("list IPVS services: %w", err)
 	}
 	out := make([]director.Service, 0, len(f.ns.services))
 	for _, s := range f.ns.sortedServices() {
 		out = append(out, s.read())
 	}
+	hold := f.hold
+	f.hold = nil
+	f.ns.mu.Unlock()
+	if hold != nil {
+		close(hold.listed)
+		<-hold.release
+	}
 	return out, nil
+}
+
+// listingHold is a Services call held by HoldNextListing.
+type listingHold struct{ listed, release chan struct{} }
+
+// HoldNextListing makes the next Services call take its listing and then wait, holding nothing,
+// until release is called: as the kernel's dump of a large table takes seconds, while other
+// calls go on and what it listed grows stale. listed is closed once the listing is taken.
+// release may be called more than once.
+func (f *IPVS) HoldNextListing() (listed <-chan struct{}, release func()) {
+	h := &listingHold{listed: make(chan struct{}), release: make(chan struct{})}
+	f.ns.mu.Lock()
+	f.hold = h
+	f.ns.mu.Unlock()
+	var once sync.Once
+	return h.listed, func() { once.Do(func() { close(h.release) }) }
 }
 
 // Destinations lists the destinations of a service, sorted by address and port.
