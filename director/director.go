@@ -255,12 +255,14 @@ func (d *Director) Run(ctx context.Context) error {
 }
 
 // ipvsLoop reconciles the IPVS table: incrementally on each FSM change, fully every
-// ReconcileInterval and whenever a new leader asks.
+// ReconcileInterval (spaced out for a table whose comparison takes long: nextFullPass) and
+// whenever a new leader asks.
 func (d *Director) ipvsLoop(ctx context.Context) {
 	w := d.deps.FSM.Watch()
 	defer d.deps.FSM.Unwatch(w)
-	tick := time.NewTicker(d.cfg.ReconcileInterval)
-	defer tick.Stop()
+	due := time.NewTimer(d.cfg.ReconcileInterval) // the next periodic full pass
+	defer due.Stop()
+	var passStart time.Time
 	// full: a full pass is owed; the first compares everything, as the agent may have restarted.
 	// A pass lists the kernel's services in the background (seconds, for a table of thousands
 	// under a slow CPU), then compares them a service at a time, yielding to waiting changes: a
@@ -275,6 +277,7 @@ func (d *Director) ipvsLoop(ctx context.Context) {
 	}()
 	for {
 		if full && !listed && listing == nil {
+			passStart = time.Now()
 			listing = make(chan struct{})
 			go func(st *fsm.State, done chan struct{}) {
 				defer close(done)
@@ -283,13 +286,14 @@ func (d *Director) ipvsLoop(ctx context.Context) {
 		}
 		if listed && len(w.C) == 0 && d.fullSync(ctx, func() bool { return len(w.C) > 0 }) {
 			full, listed = false, false
+			due.Reset(nextFullPass(d.cfg.ReconcileInterval, time.Since(passStart)))
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-listing:
 			listing, listed, stale = nil, !stale, false
-		case <-tick.C:
+		case <-due.C:
 			full = true
 		case <-d.syncReq:
 			full = true
@@ -305,6 +309,18 @@ func (d *Director) ipvsLoop(ctx context.Context) {
 			d.recordSync(st.Index(), rep, err, false)
 		}
 	}
+}
+
+// fullPassSpacing bounds the share of its time the IPVS loop spends on periodic full passes:
+// after a pass that took d, the next is due no sooner than fullPassSpacing×d later. A table of
+// thousands of services takes seconds to compare on a slow machine, and back-to-back passes would
+// hold a CPU all the time, at the expense of changes.
+const fullPassSpacing = 3
+
+// nextFullPass is how long after a full pass that took took the next one is due: the reconcile
+// interval, or longer for a pass that took more than a third of it.
+func nextFullPass(interval, took time.Duration) time.Duration {
+	return max(interval, fullPassSpacing*took)
 }
 
 // fullSync carries on the full pass whose listing is in; it stops early when changesWaiting
@@ -705,10 +721,12 @@ func (d *Director) takeOver(ctx context.Context, held map[netip.Addr]vip, term u
 	wctx, cancel := context.WithTimeout(ctx, d.cfg.TakeoverTimeout)
 	defer cancel()
 	var index uint64
+	var viewTook time.Duration // how long the consistent view took: the rest waited for IPVS
 	ready := make(chan struct{})
 	go func() {
 		defer close(ready)
 		st, err := d.deps.Pool.ConsistentView(wctx)
+		viewTook = time.Since(start)
 		if err != nil {
 			d.log.Warn("taking the VIPs without a current state", "op", "takeover", "err", err)
 			return
@@ -725,13 +743,15 @@ func (d *Director) takeOver(ctx context.Context, held map[netip.Addr]vip, term u
 		<-ready
 		return leadershipValue{value: l, open: open}, true
 	}
+	readyTook := time.Since(start)
 	d.setSyncRole(true)
 	// Before the VIPs move: the first segments to reach this director may belong to
 	// connections the previous leader has not synced yet.
 	d.raiseGuard()
 	// Re-announce everything we may already hold: another director may have led in between.
 	d.ensureVIPs(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface), true, fmt.Sprintf("leadership won (term %d)", term))
-	d.log.Info("took over the VIPs", "op", "takeover", "vips", len(held), "index", index, "took", time.Since(start).Round(time.Millisecond))
+	d.log.Info("took over the VIPs", "op", "takeover", "vips", len(held), "index", index, "took", time.Since(start).Round(time.Millisecond),
+		"consistent_view", viewTook.Round(time.Millisecond), "ipvs_synced", readyTook.Round(time.Millisecond))
 	return leadershipValue{}, false
 }
 

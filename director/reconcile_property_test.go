@@ -473,3 +473,56 @@ func TestSyncServicesProperty(t *testing.T) {
 		w.finish()
 	})
 }
+
+// TestYieldingPassProperty: a full pass whose listing is taken while a change goes in, and which
+// yields to changes after every service, never calls those changes drift, and once complete
+// leaves the kernel equal to the desired state.
+func TestYieldingPassProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		ctx := context.Background()
+		w := newWorld(t)
+		for range rapid.IntRange(0, 2).Draw(t, "foreign services") {
+			w.edit()
+		}
+		foreign := w.foreign()
+		// change applies a new table through SyncServices; a foreign service the table wants is
+		// adopted, and Troop's from then on.
+		change := func() {
+			w.pass(w.applyTable(), false, false)
+			for _, d := range director.Desired(w.tb.state(), director.ReconcilerOptions{}, nil, w.clk.Now()) {
+				delete(foreign, d.Service.ServiceKey)
+			}
+		}
+		change()
+		w.pass(nil, true, false)
+		for range rapid.IntRange(1, 4).Draw(t, "passes") {
+			listed, release := w.k.HoldNextListing()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				w.r.ListForSync(w.tb.state())
+			}()
+			<-listed
+			change()
+			release()
+			<-done
+			for {
+				// Changes wait after every service (the clock moves a quantum each time).
+				rep, complete, err := w.r.SyncYielding(ctx, w.tb.state(), func() bool { w.clk.advance(time.Second); return true })
+				if err != nil {
+					t.Fatalf("yielding pass: %v", err)
+				}
+				if rep.Drift.Total() != 0 {
+					t.Fatalf("a change made during the pass was taken for drift: %s", summary(rep))
+				}
+				if complete {
+					break
+				}
+				if rapid.Bool().Draw(t, "change between services") {
+					change()
+				}
+			}
+			w.converged(foreign)
+		}
+	})
+}
