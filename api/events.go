@@ -152,10 +152,13 @@ func (h *healthFeed) record(st *fsm.State, name string, publish bool) {
 		delete(h.seen, name)
 		return
 	}
+	// Only verdicts are kept: a table of many reals without checks costs nothing here.
 	now := map[string]fsm.RealHealth{}
 	for _, r := range svc.Reals {
 		rh := st.Health(name, r.ID())
-		now[r.ID()] = rh
+		if rh.State != fsm.HealthUnknown {
+			now[r.ID()] = rh
+		}
 		before, had := h.seen[name][r.ID()]
 		if publish && rh.State != fsm.HealthUnknown && (!had || before.State != rh.State) {
 			msg := string(rh.State)
@@ -164,6 +167,10 @@ func (h *healthFeed) record(st *fsm.State, name string, publish bool) {
 			}
 			h.events.Publish(Event{Time: rh.Since, Kind: "health", Service: name, Real: r.ID(), Message: msg})
 		}
+	}
+	if len(now) == 0 {
+		delete(h.seen, name)
+		return
 	}
 	h.seen[name] = now
 }

@@ -409,8 +409,8 @@ func (v vip) String() string { return v.prefix.String() + " on " + v.iface }
 // service VIP in no group on the default interface, as a host prefix.
 func desiredVIPs(st *fsm.State, defaultIface string) map[netip.Addr]vip {
 	out := map[netip.Addr]vip{}
-	t := st.Table()
-	for _, g := range t.VIPGroups {
+	groups := st.VIPGroups()
+	for _, g := range groups {
 		iface := g.Interface
 		if iface == "" {
 			iface = defaultIface
@@ -422,12 +422,13 @@ func desiredVIPs(st *fsm.State, defaultIface string) map[netip.Addr]vip {
 			out[p.Addr()] = vip{prefix: p, iface: iface}
 		}
 	}
-	for _, s := range t.Services {
-		if !s.VIP.IsValid() || (defaultIface == "" && !grouped(t.VIPGroups, s.VIP)) {
+	// A service's VIP is held on the default interface unless a group holds it.
+	for _, a := range st.ServiceVIPs() {
+		if defaultIface == "" && !grouped(groups, a) {
 			continue
 		}
-		if _, ok := out[s.VIP]; !ok {
-			out[s.VIP] = vip{prefix: netip.PrefixFrom(s.VIP, s.VIP.BitLen()), iface: defaultIface}
+		if _, ok := out[a]; !ok {
+			out[a] = vip{prefix: netip.PrefixFrom(a, a.BitLen()), iface: defaultIface}
 		}
 	}
 	return out

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -413,5 +414,23 @@ func TestWatcherCoalescesChanges(t *testing.T) {
 	a.mustApply(DeleteService("dns"))
 	if names, _ := w.Take(); len(names) != 0 {
 		t.Errorf("an unwatched watcher still hears: %v", names)
+	}
+}
+
+// ServiceVIPs and VIPGroups give what Table holds of the VIPs, without copying the services.
+func TestServiceVIPsAndGroupsMatchTable(t *testing.T) {
+	a := &applier{t: t, f: testFSM(t)}
+	dns := Service{Name: "dns", VIP: netip.MustParseAddr("192.0.2.5"), Port: 53, Protocol: UDP}
+	web2 := web()
+	web2.Name, web2.Port = "web-tls", 443 // the same VIP as web
+	mark := Service{Name: "mark", FWMark: 7, Family: IPv4}
+	groups := []VIPGroup{{Name: "b", VIPs: []netip.Prefix{netip.MustParsePrefix("198.51.100.1/32")}}, {Name: "a", VIPs: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/32")}}}
+	a.mustApply(ApplyTable(Table{Services: []Service{web(), dns, web2, mark}, VIPGroups: groups}))
+	st := a.f.View()
+	if got, want := fmt.Sprint(st.ServiceVIPs()), "[192.0.2.5 192.0.2.10]"; got != want {
+		t.Errorf("ServiceVIPs = %s, want %s", got, want)
+	}
+	if got, want := fmt.Sprint(st.VIPGroups()), fmt.Sprint(st.Table().VIPGroups); got != want || !strings.HasPrefix(got, "[{a ") {
+		t.Errorf("VIPGroups = %s, want %s, sorted by name", got, want)
 	}
 }

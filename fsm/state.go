@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 )
 
@@ -78,10 +79,32 @@ func (st *State) Table() Table {
 	for _, name := range st.ServiceNames() {
 		t.Services = append(t.Services, cloneService(st.services[name]))
 	}
-	for _, name := range slices.Sorted(maps.Keys(st.groups)) {
-		t.VIPGroups = append(t.VIPGroups, cloneGroup(st.groups[name]))
+	if len(st.groups) > 0 {
+		t.VIPGroups = st.VIPGroups()
 	}
 	return t
+}
+
+// ServiceVIPs returns the distinct VIPs of the services, sorted (firewall-mark services have
+// none): what Table would give, without copying every service and its real servers.
+func (st *State) ServiceVIPs() []netip.Addr {
+	var vips []netip.Addr
+	for _, s := range st.services {
+		if s.VIP.IsValid() {
+			vips = append(vips, s.VIP)
+		}
+	}
+	slices.SortFunc(vips, netip.Addr.Compare)
+	return slices.Compact(vips)
+}
+
+// VIPGroups returns a copy of the VIP groups, sorted by name.
+func (st *State) VIPGroups() []VIPGroup {
+	out := make([]VIPGroup, 0, len(st.groups))
+	for _, name := range slices.Sorted(maps.Keys(st.groups)) {
+		out = append(out, cloneGroup(st.groups[name]))
+	}
+	return out
 }
 
 func cloneService(s *Service) Service {
