@@ -173,17 +173,29 @@ type Reconciler struct {
 // applied is one kernel service as the reconciler left it.
 type applied struct {
 	svc   Service
-	dests []Destination // sorted by key
+	dests []appliedDest // sorted by key
+}
+
+// appliedDest is a destination as the reconciler left it: what sameDest compares, without the
+// kernel's counters (a tenth of a large table's memory).
+type appliedDest struct {
+	DestinationKey
+	Forwarding     fsm.Forwarding
+	Weight         int
+	UpperThreshold uint32
+	LowerThreshold uint32
 }
 
 func (a *applied) dest(k DestinationKey) (*Destination, bool) {
-	i, ok := slices.BinarySearchFunc(a.dests, k, func(d Destination, k DestinationKey) int {
+	i, ok := slices.BinarySearchFunc(a.dests, k, func(d appliedDest, k DestinationKey) int {
 		return compareDest(d.DestinationKey, k)
 	})
 	if !ok {
 		return nil, false
 	}
-	return &a.dests[i], true
+	d := a.dests[i]
+	return &Destination{DestinationKey: d.DestinationKey, Forwarding: d.Forwarding, Weight: d.Weight,
+		UpperThreshold: d.UpperThreshold, LowerThreshold: d.LowerThreshold}, true
 }
 
 // NewReconciler returns a reconciler of the IPVS table k. owned is the set of services Troop
@@ -773,7 +785,7 @@ func (r *Reconciler) createService(p *pass, d *DesiredService) {
 		ok = r.createDest(p, d, &dests[i]) && ok
 	}
 	if ok {
-		r.applied[k] = &applied{svc: d.Service, dests: dests}
+		r.setApplied(k, d.Service, dests)
 	}
 }
 
@@ -926,19 +938,24 @@ func (r *Reconciler) syncDests(p *pass, d *DesiredService, kd []Destination, pre
 	case failed:
 		delete(r.applied, k)
 	case !changed:
-		// The kernel holds exactly want; keep it without copying.
-		r.setApplied(k, d.Service, want)
+		r.setApplied(k, d.Service, want) // the kernel holds exactly want
 	default:
-		r.setApplied(k, d.Service, slices.Clone(final))
+		r.setApplied(k, d.Service, final)
 	}
 }
 
+// setApplied records what the kernel holds of service k (dests sorted by key).
 func (r *Reconciler) setApplied(k ServiceKey, svc Service, dests []Destination) {
-	if a := r.applied[k]; a != nil {
-		a.svc, a.dests = svc, dests
-		return
+	a := r.applied[k]
+	if a == nil {
+		a = &applied{}
+		r.applied[k] = a
 	}
-	r.applied[k] = &applied{svc: svc, dests: dests}
+	a.svc, a.dests = svc, a.dests[:0]
+	for _, d := range dests {
+		a.dests = append(a.dests, appliedDest{DestinationKey: d.DestinationKey, Forwarding: d.Forwarding, Weight: d.Weight,
+			UpperThreshold: d.UpperThreshold, LowerThreshold: d.LowerThreshold})
+	}
 }
 
 // dropDest handles a kernel destination d does not want: removed at once when d says so or its
