@@ -18,7 +18,8 @@ type Readiness struct {
 }
 
 // readiness remembers the FSM index at which the node first caught up with the leader: the
-// dataplane is ready once a full IPVS sync has matched a table at least that recent.
+// dataplane is ready once the IPVS table has matched a table at least that recent (a full pass,
+// and the changes applied since).
 type readiness struct {
 	mu        sync.Mutex
 	caughtUp  uint64
@@ -27,8 +28,8 @@ type readiness struct {
 
 // Readiness says whether the agent is ready: it is a member of the Raft configuration and
 // knows a leader, its FSM has applied the log up to the commit index it knows and has not halted,
-// and (on a director with IPVS) a full reconcile has matched the kernel to a table at least as
-// recent as the one it caught up with, without error. Once caught up it stays so; the other
+// and (on a director with IPVS) the kernel has matched a table at least as recent as the one it
+// caught up with: a full reconcile without error, and every change since applied without error. Once caught up it stays so; the other
 // conditions are checked at each call.
 func (s *Server) Readiness() Readiness {
 	st := s.b.Status()

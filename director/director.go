@@ -164,7 +164,8 @@ type Status struct {
 	Leader bool `json:"leader"`
 	// VIPs are the addresses this director holds, as "192.0.2.6/32 on eth0".
 	VIPs []string `json:"vips"`
-	// SyncedIndex is the FSM index the kernel table last fully matched.
+	// SyncedIndex is the FSM index the kernel table last matched: a full pass that completed
+	// without error, carried forward by each change applied without error since.
 	SyncedIndex uint64    `json:"synced_index"`
 	LastSync    time.Time `json:"last_sync,omitzero"`
 	LastReport  Report    `json:"last_report"`
@@ -269,6 +270,10 @@ func (d *Director) ipvsLoop(ctx context.Context) {
 	// change never waits for a pass. listing is closed once the listing is in (nil: none runs);
 	// stale drops a listing that a restored snapshot made out of date.
 	full, listed, stale := true, false, false
+	// matched: the kernel matches the table as of the last pass: a full pass completed without
+	// error, and every change since went in without error (no restore since). Readiness and
+	// takeovers wait for that, and need not wait for the next full pass.
+	matched := false
 	var listing chan struct{}
 	defer func() {
 		if listing != nil {
@@ -284,9 +289,11 @@ func (d *Director) ipvsLoop(ctx context.Context) {
 				d.rec.ListForSync(st)
 			}(d.deps.FSM.View(), listing)
 		}
-		if listed && len(w.C) == 0 && d.fullSync(ctx, func() bool { return len(w.C) > 0 }) {
-			full, listed = false, false
-			due.Reset(nextFullPass(d.cfg.ReconcileInterval, time.Since(passStart)))
+		if listed && len(w.C) == 0 {
+			if over, ok := d.fullSync(ctx, func() bool { return len(w.C) > 0 }); over {
+				full, listed, matched = false, false, ok
+				due.Reset(nextFullPass(d.cfg.ReconcileInterval, time.Since(passStart)))
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -301,12 +308,13 @@ func (d *Director) ipvsLoop(ctx context.Context) {
 			names, all := w.Take()
 			if all {
 				// A restored snapshot: compare everything again, from a fresh listing.
-				full, listed, stale = true, false, listing != nil
+				full, listed, stale, matched = true, false, listing != nil, false
 				continue
 			}
 			st := d.deps.FSM.View()
 			rep, err := d.rec.SyncServices(ctx, st, names)
-			d.recordSync(st.Index(), rep, err, false)
+			matched = matched && err == nil
+			d.recordSync(st.Index(), rep, err, matched)
 		}
 	}
 }
@@ -324,16 +332,18 @@ func nextFullPass(interval, took time.Duration) time.Duration {
 }
 
 // fullSync carries on the full pass whose listing is in; it stops early when changesWaiting
-// says changes wait. It reports whether the pass is over: it reached the end, or failed (the
-// next tick retries it).
-func (d *Director) fullSync(ctx context.Context, changesWaiting func() bool) (over bool) {
+// says changes wait. It reports whether the pass is over (it reached the end, or failed: the
+// next tick retries it), and whether the kernel now matches the table.
+func (d *Director) fullSync(ctx context.Context, changesWaiting func() bool) (over, matched bool) {
 	st := d.deps.FSM.View()
 	rep, complete, err := d.rec.SyncYielding(ctx, st, changesWaiting)
-	d.recordSync(st.Index(), rep, err, complete)
-	return complete || err != nil
+	matched = complete && err == nil
+	d.recordSync(st.Index(), rep, err, matched)
+	return complete || err != nil, matched
 }
 
-func (d *Director) recordSync(index uint64, rep Report, err error, full bool) {
+// recordSync records a pass over the table at index; matches says the kernel now matches it.
+func (d *Director) recordSync(index uint64, rep Report, err error, matches bool) {
 	if err != nil {
 		d.log.Warn("IPVS reconcile incomplete; retrying on the next pass", "op", "reconcile", "index", index, "err", err)
 	}
@@ -344,11 +354,11 @@ func (d *Director) recordSync(index uint64, rep Report, err error, full bool) {
 	if err != nil {
 		d.status.LastError = err.Error()
 	}
-	if full && err == nil {
+	if matches && err == nil {
 		d.status.SyncedIndex = index
 	}
 	d.statusMu.Unlock()
-	if full && err == nil {
+	if matches && err == nil {
 		d.syncedIndex.Store(index)
 	}
 	d.reconcilePasses.Add(1)
@@ -363,7 +373,8 @@ func (d *Director) recordSync(index uint64, rep Report, err error, full bool) {
 	if d.deps.OnReconcile != nil {
 		d.deps.OnReconcile(rep, err)
 	}
-	if full {
+	if matches || err != nil {
+		// Waiters look again (and ask for another full pass if this one did not do).
 		d.syncMu.Lock()
 		close(d.syncDone)
 		d.syncDone = make(chan struct{})
@@ -721,6 +732,12 @@ func (d *Director) takeOver(ctx context.Context, held map[netip.Addr]vip, term u
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, d.cfg.TakeoverTimeout)
 	defer cancel()
+	// The master sync daemon and the guard move no traffic: start them while the state catches
+	// up, so the VIPs move as soon as it has. The guard is up before the VIPs move: the first
+	// segments to reach this director may belong to connections the previous leader has not
+	// synced yet.
+	d.setSyncRole(true)
+	d.raiseGuard()
 	var index uint64
 	var viewTook time.Duration // how long the consistent view took: the rest waited for IPVS
 	ready := make(chan struct{})
@@ -742,13 +759,11 @@ func (d *Director) takeOver(ctx context.Context, held map[netip.Addr]vip, term u
 	case l, open := <-leadership:
 		cancel()
 		<-ready
+		// No VIP moved: the guard goes; the sync role is the next value's to set.
+		d.lowerGuard()
 		return leadershipValue{value: l, open: open}, true
 	}
 	readyTook := time.Since(start)
-	d.setSyncRole(true)
-	// Before the VIPs move: the first segments to reach this director may belong to
-	// connections the previous leader has not synced yet.
-	d.raiseGuard()
 	// Re-announce everything we may already hold: another director may have led in between.
 	d.ensureVIPs(held, desiredVIPs(d.deps.FSM.View(), d.cfg.Interface), true, fmt.Sprintf("leadership won (term %d)", term))
 	d.log.Info("took over the VIPs", "op", "takeover", "vips", len(held), "index", index, "took", time.Since(start).Round(time.Millisecond),

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -292,6 +293,9 @@ func TestTakeoverInterruptedByLossTakesNoVIP(t *testing.T) {
 	if r.ann.Count(vip4) != 0 {
 		t.Fatal("announced a VIP after losing leadership")
 	}
+	if p := r.guard.Ports(); len(p) != 0 {
+		t.Fatalf("the takeover guard stayed up after an interrupted takeover: %v", p)
+	}
 	close(block)
 	r.pool.set(cluster.Leadership{IsLeader: true, Term: 4})
 	eventually(t, "VIPs after the next takeover", func() bool { return len(r.holds()) == 2 })
@@ -428,4 +432,28 @@ func TestChangeDoesNotWaitForAFullPassListing(t *testing.T) {
 	release()
 	r.apply(fsm.SetWeight("web", "192.0.2.21:80", 3))
 	eventually(t, "the next weight after the listing", weightIs(3))
+}
+
+// After a full pass, each change applied without error carries the index the kernel matches
+// forward: readiness and takeovers need not wait for the next full pass.
+func TestChangesCarryTheSyncedIndexForward(t *testing.T) {
+	r := newOwnerRigWith(t, true, func(c *director.Config) { c.ReconcileInterval = time.Hour })
+	r.seedTable()
+	r.start()
+	synced := func(want uint64) func() bool {
+		return func() bool { return r.d.Status().SyncedIndex == want }
+	}
+	eventually(t, "the first full pass matches the seeded table", synced(r.index))
+	r.apply(fsm.SetWeight("web", "192.0.2.21:80", 7))
+	eventually(t, "the change carries the synced index forward", synced(r.index))
+	// A failed change does not, and nor does anything after it until a full pass.
+	r.ipvs.FailNext(ipvsfake.UpdateDestination, syscall.EINVAL)
+	r.apply(fsm.SetWeight("web", "192.0.2.21:80", 8))
+	failed := r.index
+	eventually(t, "the failed change is reported", func() bool { return r.d.Status().LastError != "" })
+	r.apply(fsm.SetWeight("web6", "[2001:db8::21]:80", 3))
+	time.Sleep(50 * time.Millisecond)
+	if got := r.d.Status().SyncedIndex; got >= failed {
+		t.Fatalf("synced index %d after a failed change at %d", got, failed)
+	}
 }

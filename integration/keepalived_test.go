@@ -63,8 +63,9 @@ func newKeepalivedPool(t *testing.T, prof lvs.Keepalived) *lvsPool {
 	return lp
 }
 
-// waitMaster waits until exactly one running director holds the VIP, and has for a second
-// (VRRP's preemption settled), and returns it.
+// waitMaster waits until exactly one running director holds the VIP, and has for half a second
+// (VRRP's preemption settled: a master that hears a higher priority gives way at once), and
+// returns it.
 func (p *lvsPool) waitMaster(timeout time.Duration) string {
 	p.t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -74,7 +75,7 @@ func (p *lvsPool) waitMaster(timeout time.Duration) string {
 		now := p.liveHolders()
 		if len(now) != 1 || !slices.Equal(now, h) {
 			h, since = now, time.Now()
-		} else if time.Since(since) >= time.Second {
+		} else if time.Since(since) >= 500*time.Millisecond {
 			return h[0]
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -89,9 +90,15 @@ func (p *lvsPool) waitMaster(timeout time.Duration) string {
 // having the highest priority, takes the VIP back before the next run.
 func (p *lvsPool) loseMaster(crash bool, prof lvs.Keepalived) failover {
 	p.t.Helper()
-	old := p.waitMaster(20 * time.Second)
+	// The last run ended with its master settled; wait again only if that changed since.
+	old := p.leader
+	if !slices.Equal(p.liveHolders(), []string{old}) {
+		old = p.waitMaster(20 * time.Second)
+	}
+	ph := newPhases()
 	o := p.takeDownObserved("master", old, crash)
 	defer o.stop()
+	ph.mark("take down")
 	var next string
 	p.waitFor(15*time.Second, "another director holds the VIP", func() bool {
 		h := p.liveHolders()
@@ -101,7 +108,10 @@ func (p *lvsPool) loseMaster(crash bool, prof lvs.Keepalived) failover {
 		}
 		return false
 	})
-	_, f := o.finish(p, o.waitAnswer(p, "master", next))
+	newMAC := o.waitAnswer(p, "master", next)
+	ph.mark("new master answers")
+	_, f := o.finish(p, newMAC)
+	ph.mark("traffic after")
 	if crash {
 		if err := p.Reboot(p.ctx, old); err != nil {
 			p.t.Fatal(err)
@@ -113,6 +123,9 @@ func (p *lvsPool) loseMaster(crash bool, prof lvs.Keepalived) failover {
 	p.waitFor(15*time.Second, old+" (highest priority) takes the VIP back", func() bool {
 		return slices.Equal(p.liveHolders(), []string{old})
 	})
+	ph.mark("takes back")
 	p.leader = p.waitMaster(10 * time.Second)
+	ph.mark("settles")
+	p.t.Logf("failover phases: %s", ph)
 	return f
 }

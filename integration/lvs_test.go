@@ -313,10 +313,13 @@ func (p *lvsPool) loseLeader(crash bool) failover {
 	// Ask again: a slow guest may have changed leaders since the last failover settled.
 	p.leader = p.waitLeader()
 	old := p.leader
+	ph := newPhases()
 	o := p.takeDownObserved("leader", old, crash)
 	defer o.stop()
+	ph.mark("take down")
 	p.leader = p.waitLeader()
 	newMAC := o.waitAnswer(p, "leader", p.leader)
+	ph.mark("new leader answers")
 	// A crashed host keeps its addresses, out of reach behind its cut link: only the live
 	// directors count.
 	reelected := false
@@ -332,6 +335,7 @@ func (p *lvsPool) loseLeader(crash bool) failover {
 		reelected = true
 	}
 	replies, f := o.finish(p, newMAC)
+	ph.mark("traffic after")
 	f.reelected = reelected
 	oldMAC := o.oldMAC
 	if twoHolders := answeredAfter(replies, newMAC, oldMAC); twoHolders {
@@ -355,8 +359,26 @@ func (p *lvsPool) loseLeader(crash bool) failover {
 		}
 	}
 	p.rejoin(old, crash)
+	ph.mark("rejoin")
+	p.t.Logf("failover phases: %s", ph)
 	return f
 }
+
+// phases times the steps of a failover run, for the log: where a run's time goes.
+type phases struct {
+	last  time.Time
+	steps []string
+}
+
+func newPhases() *phases { return &phases{last: time.Now()} }
+
+func (ph *phases) mark(step string) {
+	now := time.Now()
+	ph.steps = append(ph.steps, fmt.Sprintf("%s %s", step, now.Sub(ph.last).Round(time.Millisecond)))
+	ph.last = now
+}
+
+func (ph *phases) String() string { return strings.Join(ph.steps, ", ") }
 
 // observedFailover is a failover as the client sees it: pings recording which MAC answers the
 // VIP, and a load of new connections through it.
@@ -378,7 +400,7 @@ func (p *lvsPool) takeDownObserved(role, old string, crash bool) *observedFailov
 	}
 	// 3 s per request: a SYN lost in the switch is retransmitted after 1 s and must then succeed.
 	o.load = p.StartLoad(p.ctx, webURL, 20*time.Millisecond, 3*time.Second)
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // traffic before
 	o.waitAnswerOf(p, "the "+role+" "+old, o.oldMAC, 3*time.Second)
 	if crash {
 		if err := p.Crash(p.ctx, old); err != nil {
@@ -439,14 +461,18 @@ func (o *observedFailover) stop() {
 // and the log says.
 func (p *lvsPool) rejoin(old string, rebooted bool) {
 	p.t.Helper()
+	ph := newPhases()
 	if rebooted {
 		if err := p.Reboot(p.ctx, old); err != nil {
 			p.t.Fatal(err)
 		}
+		ph.mark("reboot")
 	}
 	if err := p.Start(old); err != nil {
 		p.t.Fatal(err)
 	}
+	ph.mark("start")
+	var notReady []string // the agent's last reasons, for the log
 	// Watch the holders while it comes back, until it is ready (in the pool, log applied, IPVS
 	// matching the table: what an operator waits for before the next step of a rolling change):
 	// at least a second, at most 10.
@@ -462,9 +488,14 @@ func (p *lvsPool) rejoin(old string, rebooted bool) {
 			if (err == nil && r.Ready) || waited > 10*time.Second {
 				break
 			}
+			if err == nil {
+				notReady = r.Reasons
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	ph.mark("ready")
+	p.t.Logf("%s rejoined: %s; last not ready because %q", old, ph, notReady)
 	l := p.waitLeader()
 	p.waitFor(5*time.Second, "the leader "+l+" alone holds the VIP", func() bool {
 		return slices.Equal(p.Holders(lvs.VIP), []string{l})
