@@ -46,15 +46,22 @@ func (s *Server) Readiness() Readiness {
 	if st.Halted != "" {
 		reasons = append(reasons, "stopped applying the log: "+st.Halted)
 	}
+	// A restarted node learns the leader before the commit index (Raft sets them in that order):
+	// a commit index of 0 beside a log that holds entries is not known yet.
+	commitKnown := st.CommitIndex > 0 || st.LastIndex == 0
 	s.ready.mu.Lock()
-	if !s.ready.hasCaught && len(reasons) == 0 && st.AppliedIndex >= st.CommitIndex {
+	if !s.ready.hasCaught && len(reasons) == 0 && commitKnown && st.AppliedIndex >= st.CommitIndex {
 		// The FSM's own index: Raft's applied index also counts entries that are not commands
 		// (barriers, configuration changes), which no table sync would ever reach.
 		s.ready.caughtUp, s.ready.hasCaught = s.b.View().Index(), true
 	}
 	caughtUp, hasCaught := s.ready.caughtUp, s.ready.hasCaught
 	s.ready.mu.Unlock()
-	if !hasCaught && len(reasons) == 0 {
+	switch {
+	case hasCaught || len(reasons) > 0:
+	case !commitKnown:
+		reasons = append(reasons, fmt.Sprintf("commit index not learned from the leader yet (the log holds %d entries)", st.LastIndex))
+	default:
 		reasons = append(reasons, fmt.Sprintf("applied index %d behind commit index %d", st.AppliedIndex, st.CommitIndex))
 	}
 	if s.dp != nil {

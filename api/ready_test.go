@@ -59,6 +59,12 @@ func TestReadiness(t *testing.T) {
 	dp.set(director.Status{IPVS: "enabled"})
 	srv.SetDataplane(dp)
 
+	// Restarted, it knows the leader but not yet the commit index: not caught up (at index 0).
+	b.SetCommitUnknown(true)
+	if code, r := getReady(t, srv); code != http.StatusServiceUnavailable || !strings.Contains(strings.Join(r.Reasons, ";"), "commit index not learned") {
+		t.Fatalf("before the commit index is known: %d %+v", code, r)
+	}
+	b.SetCommitUnknown(false)
 	// IPVS has not matched the table yet.
 	if code, r := getReady(t, srv); code != http.StatusServiceUnavailable || !strings.Contains(strings.Join(r.Reasons, ";"), "IPVS last matched the table at index 0") {
 		t.Fatalf("before IPVS matched: %d %+v", code, r)

@@ -28,6 +28,9 @@ type Backend struct {
 	leader   string
 	peers    []cluster.Peer
 	noLeader bool
+	// commitUnknown: a restarted follower that has heard from the leader but not yet learned
+	// the commit index (Raft sets the leader first): commit and applied index 0, a log behind.
+	commitUnknown bool
 	// unchecked skips Prepare: see ProposeUnchecked.
 	unchecked bool
 	log       []fsm.Command
@@ -87,6 +90,9 @@ func (b *Backend) Status() cluster.Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := cluster.Status{ID: b.self, Role: cluster.Follower, Term: b.term, CommitIndex: b.index, AppliedIndex: b.index, LastIndex: b.index}
+	if b.commitUnknown {
+		st.CommitIndex, st.AppliedIndex = 0, 0
+	}
 	if b.leader == b.self {
 		st.Role = cluster.Leader
 	}
@@ -165,6 +171,14 @@ func (b *Backend) SetLeaderless(noLeader bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.noLeader = noLeader
+}
+
+// SetCommitUnknown makes Status report a follower that knows the leader but not yet the commit
+// index, with its log (LastIndex) ahead: Raft's state for a moment after a restart.
+func (b *Backend) SetCommitUnknown(unknown bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.commitUnknown = unknown
 }
 
 // ProposeUnchecked makes Apply propose commands without validating them first, as a follower
