@@ -47,6 +47,9 @@ type FSM struct {
 	st *State
 	// halt is guarded by mu: set by the first entry this build does not understand.
 	halt *Halt
+	// view is guarded by mu: the frozen copy of st that View hands out until st changes, so
+	// that the readers of one change (the API, the director, the events) share one copy.
+	view *State
 
 	watchMu  sync.Mutex // guards watchers
 	watchers map[*Watcher]struct{}
@@ -117,6 +120,7 @@ func (f *FSM) ApplyAt(index uint64, data []byte, appended time.Time) Result {
 		return res
 	}
 	f.st.index = index
+	f.view = nil
 	f.mu.Unlock()
 	// Watchers hear after the lock is released, so a View they take includes the change.
 	f.notify(res.Changed, false)
@@ -144,11 +148,21 @@ func (f *FSM) Prepare(c *Command) error {
 	return err
 }
 
-// View returns the current state, frozen: later applies do not change it.
+// View returns the current state, frozen: later applies do not change it. Views taken between
+// two applies are the same value.
 func (f *FSM) View() *State {
 	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.st.freeze()
+	v := f.view
+	f.mu.RUnlock()
+	if v != nil {
+		return v
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.view == nil {
+		f.view = f.st.freeze()
+	}
+	return f.view
 }
 
 // Restore replaces the state with a snapshot read from r. A successful restore clears a halt:
@@ -173,7 +187,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	st.index = snap.Index
 	f.mu.Lock()
-	f.st = st
+	f.st, f.view = st, nil
 	f.halt = nil
 	f.mu.Unlock()
 	f.notify(nil, true)

@@ -434,3 +434,39 @@ func TestServiceVIPsAndGroupsMatchTable(t *testing.T) {
 		t.Errorf("VIPGroups = %s, want %s, sorted by name", got, want)
 	}
 }
+
+// The readers of one state share one frozen copy; an apply or a restore gives the next View a
+// new one, and the old copy stays as it was.
+func TestViewsBetweenAppliesAreShared(t *testing.T) {
+	a := &applier{t: t, f: testFSM(t)}
+	a.mustApply(UpsertService(web()))
+	v1 := a.f.View()
+	if v2 := a.f.View(); v2 != v1 {
+		t.Fatal("two views without an apply in between are different copies")
+	}
+	a.mustApply(SetWeight("web", "192.0.2.21:80", 7))
+	v3 := a.f.View()
+	if v3 == v1 || v3.Index() != v1.Index()+1 {
+		t.Fatalf("after an apply: view at index %d (the old one at %d), same value %v", v3.Index(), v1.Index(), v3 == v1)
+	}
+	if s, _ := v1.Service("web"); s.Reals[0].Weight != nil && *s.Reals[0].Weight == 7 {
+		t.Fatal("an apply changed an earlier view")
+	}
+	if a.apply(SetWeight("web", "192.0.2.99:80", 1)).Err == nil {
+		t.Fatal("a refused entry was applied")
+	}
+	if v4 := a.f.View(); v4 == v3 || v4.Index() != v3.Index()+1 {
+		t.Fatalf("a refused entry moves the index: view at %d, want %d", v4.Index(), v3.Index()+1)
+	}
+	var buf bytes.Buffer
+	if _, err := v1.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	v5 := a.f.View()
+	if err := a.f.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if v6 := a.f.View(); v6 == v5 || v6.Index() != v1.Index() {
+		t.Fatalf("after a restore: view at index %d, want %d", v6.Index(), v1.Index())
+	}
+}
