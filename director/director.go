@@ -333,7 +333,7 @@ func nextFullPass(interval, took time.Duration) time.Duration {
 
 // fullSync carries on the full pass whose listing is in; it stops early when changesWaiting
 // says changes wait. It reports whether the pass is over (it reached the end, or failed: the
-// next tick retries it), and whether the kernel now matches the table.
+// next due pass retries it), and whether the kernel now matches the table.
 func (d *Director) fullSync(ctx context.Context, changesWaiting func() bool) (over, matched bool) {
 	st := d.deps.FSM.View()
 	rep, complete, err := d.rec.SyncYielding(ctx, st, changesWaiting)

@@ -176,8 +176,9 @@ type applied struct {
 	dests []appliedDest // sorted by key
 }
 
-// appliedDest is a destination as the reconciler left it: what sameDest compares, without the
-// kernel's counters (a tenth of a large table's memory).
+// appliedDest is a destination as the reconciler left it: its key and what sameDest compares,
+// without the kernel's counters (a tenth of a large table's memory). Two are equal when their
+// key and settings are.
 type appliedDest struct {
 	DestinationKey
 	Forwarding     fsm.Forwarding
@@ -186,16 +187,20 @@ type appliedDest struct {
 	LowerThreshold uint32
 }
 
-func (a *applied) dest(k DestinationKey) (*Destination, bool) {
+// appliedOf is what the applied record keeps of d.
+func appliedOf(d *Destination) appliedDest {
+	return appliedDest{DestinationKey: d.DestinationKey, Forwarding: d.Forwarding, Weight: d.Weight,
+		UpperThreshold: d.UpperThreshold, LowerThreshold: d.LowerThreshold}
+}
+
+func (a *applied) dest(k DestinationKey) (appliedDest, bool) {
 	i, ok := slices.BinarySearchFunc(a.dests, k, func(d appliedDest, k DestinationKey) int {
 		return compareDest(d.DestinationKey, k)
 	})
 	if !ok {
-		return nil, false
+		return appliedDest{}, false
 	}
-	d := a.dests[i]
-	return &Destination{DestinationKey: d.DestinationKey, Forwarding: d.Forwarding, Weight: d.Weight,
-		UpperThreshold: d.UpperThreshold, LowerThreshold: d.LowerThreshold}, true
+	return a.dests[i], true
 }
 
 // NewReconciler returns a reconciler of the IPVS table k. owned is the set of services Troop
@@ -916,7 +921,7 @@ func (r *Reconciler) syncDests(p *pass, d *DesiredService, kd []Destination, pre
 			}
 			changed = true
 			if prev != nil {
-				if pd, had := prev.dest(w.DestinationKey); had && !sameDest(pd, x) {
+				if pd, had := prev.dest(w.DestinationKey); had && pd != appliedOf(x) {
 					p.rep.Drift.DestinationsChanged++
 					p.repaired("real %s of service %s was changed (weight %d in the kernel); set back to weight %d", w.DestinationKey, d.Name, x.Weight, w.Weight)
 					r.log.Info("repairing out-of-band edit: destination changed", "op", "drift", "service", d.Name, "real", w.DestinationKey.String(), "weight", x.Weight)
@@ -952,9 +957,8 @@ func (r *Reconciler) setApplied(k ServiceKey, svc Service, dests []Destination) 
 		r.applied[k] = a
 	}
 	a.svc, a.dests = svc, a.dests[:0]
-	for _, d := range dests {
-		a.dests = append(a.dests, appliedDest{DestinationKey: d.DestinationKey, Forwarding: d.Forwarding, Weight: d.Weight,
-			UpperThreshold: d.UpperThreshold, LowerThreshold: d.LowerThreshold})
+	for i := range dests {
+		a.dests = append(a.dests, appliedOf(&dests[i]))
 	}
 }
 
